@@ -1,0 +1,166 @@
+"""One frozen config, one `fit` per configuration, results that carry their config."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import callbacks as cb
+from .data import SOURCES, CourseData, load_course_data, max_per_class, one_hot
+from .models import (ACTIVATIONS, INITS, L2_CONVENTIONS, OPTIMIZERS, build_cnn, build_mlp, l2_coefficient,
+                     make_optimizer)
+
+MODELS = ("mlp", "cnn")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every hyperparameter of one run; defaults are the corrected course settings (Nielsen ch. 3)."""
+
+    model: str = "mlp"  # "mlp" (sigmoid net) or "cnn" (the original notebook's CNN with augmentation)
+    hidden_layers: int = 1  # MLP hidden layers; 0 is softmax regression
+    units: int = 30  # units per hidden layer
+    activation: str = "sigmoid"  # hidden-layer activation
+    l2_lambda: float = 5.0  # L2 strength lambda, read according to l2_convention
+    l2_convention: str = "nielsen"  # "nielsen": C0 + lambda/(2n) sum w^2; "keras": l2(lambda) literally
+    optimizer: str = "sgd"  # "sgd", "momentum" (0.9) or "adam"
+    learning_rate: float = 0.1  # eta
+    batch_size: int = 10  # mini-batch size
+    epochs: int = 30  # passes over the training set
+    per_class: int = 100  # training (and test) images per digit
+    init: str = "glorot"  # "glorot" (Keras default) or "nielsen" (N(0, 1/n_in) weights, N(0, 1) biases)
+    source: str = "bundled"  # "bundled" (shipped, offline), "keras" (official splits) or "auto"
+    seed: int = 0  # seeds initialisation, shuffling, dropout and augmentation
+
+    def __post_init__(self):
+        def whole(name, minimum):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(options)}")
+
+        choice("model", MODELS)
+        choice("activation", ACTIVATIONS)
+        choice("l2_convention", L2_CONVENTIONS)
+        choice("optimizer", OPTIMIZERS)
+        choice("init", INITS)
+        choice("source", SOURCES)
+        whole("hidden_layers", 0)
+        whole("units", 1)
+        whole("batch_size", 1)
+        whole("epochs", 0)
+        whole("per_class", 1)
+        whole("seed", 0)
+        if not (isinstance(self.l2_lambda, (int, float)) and math.isfinite(self.l2_lambda) and self.l2_lambda >= 0):
+            raise ValueError(f"l2_lambda must be a finite number >= 0, got {self.l2_lambda!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+        limit = max_per_class(self.source)
+        if self.per_class > limit:
+            raise ValueError(f"per_class must be between 1 and {limit} for source {self.source!r}, "
+                             f"got {self.per_class}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Result:
+    """What one run produced: its config, per-epoch history, final metrics, time, divergence."""
+
+    config: Config
+    history: dict  # per-epoch lists; speed and weight-change lists have epochs + 1 values
+    final: dict  # last value of every history list, plus train/test accuracy of the final weights
+    seconds: float  # wall time of building and fitting
+    diverged: bool  # a NaN or infinite loss stopped training
+    model: keras.Model | None = None
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "history": self.history, "final": self.final,
+                "seconds": self.seconds, "diverged": self.diverged}
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TensorFlow's kernels deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def build_model(config: Config, data: CourseData) -> keras.Model:
+    """The compiled model `config` describes, standardised on `data.x_train`."""
+    l2 = l2_coefficient(config.l2_lambda, data.num_train, config.l2_convention)
+    if config.model == "mlp":
+        model = build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
+                          config.seed)
+    else:
+        model = build_cnn(data.x_train, l2, config.seed)
+    model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _finite(value: float):
+    # JSON has no NaN or infinity; a diverged run reports them as null.
+    return value if math.isfinite(value) else None
+
+
+def train(config: Config = Config(), data: CourseData | None = None, verbose: int = 0,
+          callbacks: list | None = None) -> Result:
+    """Train once with `config`; every per-epoch metric comes from this single `fit`."""
+    if data is None:
+        data = load_course_data(config.per_class, config.source)
+    start = time.perf_counter()
+    set_seed(config.seed)
+    model = build_model(config, data)
+    speed = cb.LearningSpeed(data.x_train, data.y_train)
+    guard = cb.DivergenceGuard()
+    metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_test, data.y_test), speed, guard]
+    fitted = model.fit(data.x_train, one_hot(data.y_train), batch_size=config.batch_size, epochs=config.epochs,
+                       validation_data=(data.x_test, one_hot(data.y_test)),
+                       validation_batch_size=len(data.x_test), shuffle=True, verbose=verbose,
+                       callbacks=metric_callbacks + list(callbacks or []))
+    seconds = time.perf_counter() - start
+    history = {key: [_finite(float(v)) for v in values] for key, values in fitted.history.items()}
+    history.update({key: [_finite(v) for v in values] for key, values in speed.history.items()})
+    final = {key: values[-1] for key, values in history.items() if values}
+    for split, key in (("train_accuracy", "zero_one_error"), ("test_accuracy", "val_zero_one_error")):
+        if final.get(key) is not None:
+            final[split] = 1.0 - final[key]
+    return Result(config, history, final, seconds, guard.diverged, model)
+
+
+STUDY_GRID = [(hidden_layers, l2_lambda) for hidden_layers in (1, 2, 3) for l2_lambda in (0.0, 5.0)]
+
+
+def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0) -> list[Result]:
+    """The original notebook's six MLP configurations: 1, 2, 3 hidden layers x lambda in {0, 5}."""
+    if data is None:
+        data = load_course_data(base.per_class, base.source)
+    return [train(dataclasses.replace(base, model="mlp", hidden_layers=h, l2_lambda=lam), data, verbose)
+            for h, lam in STUDY_GRID]
+
+
+def write_json_atomic(path: str, payload) -> None:
+    """Write JSON to `path` through a temporary file, so a failure leaves no half-written file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=1)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
