@@ -1,21 +1,46 @@
 """mnistlab: data, models, metric callbacks and experiments for the MNIST course book."""
 
 import os
+import sys
 
-# TensorFlow's C++ start-up chatter would land in every notebook output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+
+def _import_tensorflow_quietly():
+    # TensorFlow's C++ start-up notices (timestamped, written before its log level is read) would
+    # land in every notebook output, breaking nbval, and bury the CLI's one-line errors.
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):
+        import tensorflow  # noqa: F401
+        return
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_import_tensorflow_quietly()
+
 from .callbacks import DivergenceGuard, LearningSpeed, ZeroOneError, zero_one_error  # noqa: E402
 from .data import CourseData, load_course_data, one_hot, standardisation_stats  # noqa: E402
-from .experiment import Config, Result, build_model, set_seed, study, train  # noqa: E402
+from .config import STUDY_GRID, Config  # noqa: E402
+from .experiment import Result, build_model, set_seed, study, train  # noqa: E402
 from .models import build_cnn, build_mlp, count_trainable, hidden_layers_of, l2_coefficient, make_optimizer  # noqa: E402
 from . import theory  # noqa: E402  (numerical checks of the book's derivations)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "CourseData", "DivergenceGuard", "LearningSpeed", "Result", "ZeroOneError",
+    "Config", "CourseData", "STUDY_GRID", "DivergenceGuard", "LearningSpeed", "Result", "ZeroOneError",
     "build_cnn", "build_mlp", "build_model", "count_trainable", "hidden_layers_of", "l2_coefficient",
     "load_course_data", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
     "theory", "zero_one_error",

@@ -7,12 +7,8 @@ import math
 import keras
 import numpy as np
 
+from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, OPTIMIZERS
 from .data import NUM_CLASSES, standardisation_stats
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
-INITS = ("glorot", "nielsen")
-L2_CONVENTIONS = ("nielsen", "keras")
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
 IMAGE_SHAPE = (28, 28)
 
 
