@@ -1,0 +1,71 @@
+"""Every chapter of _toc.yml is a Jupytext pair in sync, with one `parameters` cell where it runs experiments."""
+
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+# Chapters that run no experiment: they may have code, but need no parameters cell.
+PROSE_CHAPTERS = {"intro", "summary"}
+
+
+def toc_chapters():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    return [Path(file).stem for file in files]
+
+
+CHAPTERS = toc_chapters()
+
+
+def cells_of(notebook):
+    """What a reader edits: cell type, source and tags (outputs and run metadata don't count)."""
+    return [(cell.cell_type, cell.source.strip(), sorted(cell.metadata.get("tags", [])))
+            for cell in notebook.cells]
+
+
+def test_toc_lists_the_book_chapters():
+    assert CHAPTERS[0] == "intro"
+    assert len(CHAPTERS) == len(set(CHAPTERS)), "a chapter is listed twice in _toc.yml"
+
+
+@pytest.mark.parametrize("slug", CHAPTERS)
+def test_pair_exists_and_agrees(slug):
+    markdown, notebook = BOOK / f"{slug}.md", BOOK / f"{slug}.ipynb"
+    assert markdown.exists(), f"{markdown.relative_to(ROOT)} is missing"
+    assert notebook.exists(), f"{notebook.relative_to(ROOT)} is missing"
+    from_markdown = jupytext.read(markdown)
+    from_notebook = jupytext.read(notebook)
+    formats = from_markdown.metadata.get("jupytext", {}).get("formats", "")
+    assert set(formats.split(",")) == {"ipynb", "md:myst"}, f"{slug}.md pairs formats {formats!r}"
+    assert from_markdown.metadata["kernelspec"]["name"] == "python3"
+    left, right = cells_of(from_markdown), cells_of(from_notebook)
+    assert len(left) == len(right), f"{slug}: {len(left)} cells in the .md, {len(right)} in the .ipynb"
+    for index, (a, b) in enumerate(zip(left, right)):
+        assert a == b, f"{slug}: cell {index} differs between .md and .ipynb; run jupytext --sync book/{slug}.md"
+
+
+@pytest.mark.parametrize("slug", CHAPTERS)
+def test_parameters_cell(slug):
+    notebook = jupytext.read(BOOK / f"{slug}.md")
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    tagged = [index for index, cell in enumerate(code) if "parameters" in cell.metadata.get("tags", [])]
+    if slug in PROSE_CHAPTERS:
+        assert len(tagged) <= 1, f"{slug}: {len(tagged)} cells tagged parameters"
+        return
+    assert len(tagged) == 1, f"{slug}: {len(tagged)} code cells tagged parameters, need exactly one"
+    assert tagged[0] <= 1, f"{slug}: the parameters cell must be the first code cell or follow the imports cell"

@@ -1,0 +1,116 @@
+"""Refresh every chapter's stored outputs: .md -> .ipynb inputs, papermill in place, pair synced again.
+
+Usage: python tools/execute_book.py [CHAPTER ...]   (slugs such as `likelihood`, or book/<slug>.md/.ipynb;
+default: every chapter of _toc.yml in order). Prints each chapter's execution time; exits 1 with one
+line on the first failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+KERNEL = "python3"
+
+
+def toc_chapters(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Chapter slugs in _toc.yml order (root first, then chapters, parts flattened)."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    walk(toc.get("chapters"))
+    for part in toc.get("parts") or []:
+        walk(part.get("chapters"))
+    return [Path(file).stem for file in files]
+
+
+def slug_of(argument: str) -> str:
+    return Path(argument).stem
+
+
+def jupytext(*arguments: str) -> None:
+    completed = subprocess.run([sys.executable, "-m", "jupytext", "--quiet", *arguments], cwd=ROOT,
+                               capture_output=True, text=True)
+    if completed.returncode != 0:
+        message = (completed.stderr.strip() or completed.stdout.strip() or "jupytext failed").splitlines()[-1]
+        raise RuntimeError(f"jupytext {' '.join(arguments)}: {message}")
+
+
+def strip_run_metadata(path: Path) -> None:
+    # Papermill stamps every cell with start/end times; dropping them keeps git diffs to real changes.
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    for key in ("start_time", "end_time", "duration", "exception"):
+        notebook.metadata.get("papermill", {}).pop(key, None)
+    nbformat.write(notebook, path)
+
+
+def execute_chapter(slug: str) -> float:
+    """Sync inputs from the .md, run the .ipynb in place with default parameters, sync back; seconds taken."""
+    import papermill
+
+    source, notebook = BOOK / f"{slug}.md", BOOK / f"{slug}.ipynb"
+    if not source.exists():
+        raise RuntimeError(f"{source.relative_to(ROOT)} does not exist")
+    # The .md is what authors edit: it overwrites the notebook's inputs, outputs are kept.
+    if notebook.exists():
+        jupytext("--to", "ipynb", "--update", str(source.relative_to(ROOT)))
+    else:
+        jupytext("--to", "ipynb", str(source.relative_to(ROOT)))
+    start = time.perf_counter()
+    papermill.execute_notebook(str(notebook), str(notebook), cwd=str(BOOK), kernel_name=KERNEL,
+                               progress_bar=False, log_output=False)
+    seconds = time.perf_counter() - start
+    strip_run_metadata(notebook)
+    jupytext("--sync", str(notebook.relative_to(ROOT)))
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("chapters", nargs="*", help="chapter slugs or paths (default: all of _toc.yml)")
+    arguments = parser.parse_args(argv)
+    known = toc_chapters()
+    slugs = [slug_of(argument) for argument in arguments.chapters] or known
+    unknown = [slug for slug in slugs if slug not in known]
+    if unknown:
+        print(f"execute_book: not in _toc.yml: {', '.join(unknown)} (chapters: {', '.join(known)})",
+              file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    total = 0.0
+    for slug in slugs:
+        try:
+            seconds = execute_chapter(slug)
+        except Exception as error:  # one line per failure, not a traceback
+            detail = " ".join(str(error).split())[:300] or type(error).__name__
+            if type(error).__name__ == "PapermillExecutionError":
+                detail = f"{error.ename}: {' '.join(str(error.evalue).split())[:300]}"
+            print(f"execute_book: {slug} failed: {detail}", file=sys.stderr)
+            return 1
+        total += seconds
+        print(f"{slug:<16} {seconds:6.1f} s", flush=True)
+    print(f"{'total':<16} {total:6.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
