@@ -34,6 +34,7 @@ from .callbacks import DivergenceGuard, LearningSpeed, ZeroOneError, zero_one_er
 from .data import CourseData, load_course_data, one_hot, standardisation_stats  # noqa: E402
 from .config import STUDY_GRID, Config  # noqa: E402
 from .experiment import Result, build_model, set_seed, study, train  # noqa: E402
+from . import diagnostics, plots  # noqa: E402
 from .models import build_cnn, build_mlp, count_trainable, hidden_layers_of, l2_coefficient, make_optimizer  # noqa: E402
 from . import theory  # noqa: E402  (numerical checks of the book's derivations)
 
@@ -43,5 +44,5 @@ __all__ = [
     "Config", "CourseData", "STUDY_GRID", "DivergenceGuard", "LearningSpeed", "Result", "ZeroOneError",
     "build_cnn", "build_mlp", "build_model", "count_trainable", "hidden_layers_of", "l2_coefficient",
     "load_course_data", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
-    "theory", "zero_one_error",
+    "diagnostics", "plots", "theory", "zero_one_error",
 ]

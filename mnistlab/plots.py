@@ -1,0 +1,235 @@
+"""Plot and table helpers the book's chapters share: histories, learning speed, confusion, mistakes."""
+
+from __future__ import annotations
+
+import html
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .data import NUM_CLASSES
+
+# (row title, training key, held-out key)
+HISTORY_METRICS = (
+    ("accuracy", "accuracy", "val_accuracy"),
+    ("loss", "loss", "val_loss"),
+    ("zero-one error", "zero_one_error", "val_zero_one_error"),
+)
+SPEED_MEASURES = (
+    ("speed", r"$\|\partial C / \partial b^l\|$"),
+    ("weight_change", r"mean $|\Delta W / W|$ per epoch"),
+)
+BOOK_WIDTH = 9.0  # inches; wider figures get scaled down until labels are unreadable
+
+
+def _epochs(values) -> np.ndarray:
+    return np.arange(1, len(values) + 1)
+
+
+def _values(history: dict, key: str) -> np.ndarray:
+    # A diverged run stores None for NaN and infinity.
+    return np.array([np.nan if v is None else v for v in history.get(key, [])], dtype=float)
+
+
+def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str = "l2_lambda",
+                      metrics=HISTORY_METRICS, column_title: str = "{} hidden layer(s)",
+                      line_label: str = "λ = {:g}"):
+    """Small multiples: one row per metric, one column per value of `column_key` in the configs,
+    one colour per value of `line_key`, solid for training and dashed for held-out data."""
+    if not results:
+        raise ValueError("results must not be empty")
+    columns = sorted({getattr(r.config, column_key) for r in results})
+    lines = sorted({getattr(r.config, line_key) for r in results})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axes = plt.subplots(len(metrics), len(columns), figsize=(BOOK_WIDTH, 2.3 * len(metrics) + 0.6),
+                                sharex=True, sharey="row", squeeze=False)
+    for result in results:
+        column = columns.index(getattr(result.config, column_key))
+        colour = colours[lines.index(getattr(result.config, line_key)) % len(colours)]
+        label = line_label.format(getattr(result.config, line_key))
+        for row, (_, train_key, test_key) in enumerate(metrics):
+            ax = axes[row, column]
+            for key, style, split in ((train_key, "-", "train"), (test_key, "--", "test")):
+                values = _values(result.history, key)
+                ax.plot(_epochs(values), values, style, color=colour, label=f"{label}, {split}")
+    for row, (title, _, _) in enumerate(metrics):
+        axes[row, 0].set_ylabel(title)
+        for ax in axes[row]:
+            ax.grid(alpha=0.3)
+    for column, value in enumerate(columns):
+        axes[0, column].set_title(column_title.format(value))
+        axes[-1, column].set_xlabel("epoch")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return figure
+
+
+def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False):
+    """One panel per metric, one colour per result, solid training and dashed held-out curves."""
+    if len(results) != len(labels):
+        raise ValueError(f"got {len(results)} results but {len(labels)} labels")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(BOOK_WIDTH, 3.2), squeeze=False)
+    for index, (result, label) in enumerate(zip(results, labels)):
+        for ax, (_, train_key, test_key) in zip(axes[0], metrics):
+            for key, style, split in ((train_key, "-", "train"), (test_key, "--", "test")):
+                values = _values(result.history, key)
+                ax.plot(_epochs(values), values, style, color=colours[index % len(colours)],
+                        label=f"{label}, {split}")
+    for ax, (title, _, _) in zip(axes[0], metrics):
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if log_loss and title == "loss":
+            ax.set_yscale("log")
+    handles, legend_labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, legend_labels, loc="lower center", ncol=min(4, len(legend_labels)), frameon=False)
+    figure.tight_layout(rect=(0, 0.1 if len(legend_labels) <= 4 else 0.17, 1, 1))
+    return figure
+
+
+def plot_learning_speed(results, measures=SPEED_MEASURES, column_title: str = "{} hidden layer(s)"):
+    """Learning speed of every hidden layer per epoch on a log scale: rows = measure, columns = depth.
+
+    Epoch 0 is the speed at initialisation; the weight change is only defined after an
+    epoch, so it starts at epoch 1.
+    """
+    results = [r for r in results if r.config.hidden_layers > 0]
+    if not results:
+        raise ValueError("need at least one result with hidden layers")
+    figure, axes = plt.subplots(len(measures), len(results), figsize=(BOOK_WIDTH, 2.6 * len(measures) + 0.6),
+                                sharex=True, sharey="row", squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    most_layers = max(r.config.hidden_layers for r in results)
+    for column, result in enumerate(results):
+        for row, (measure, _) in enumerate(measures):
+            ax = axes[row, column]
+            for k in range(1, result.config.hidden_layers + 1):
+                values = _values(result.history, f"{measure}_hidden_{k}")
+                epochs = np.arange(len(values))
+                keep = epochs >= (1 if measure == "weight_change" else 0)
+                ax.plot(epochs[keep], values[keep], color=colours[k - 1], marker=".", markersize=3,
+                        label=f"hidden layer {k}")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+        axes[0, column].set_title(column_title.format(result.config.hidden_layers))
+        axes[-1, column].set_xlabel("epoch")
+    for row, (_, label) in enumerate(measures):
+        axes[row, 0].set_ylabel(label)
+    widest = next(c for c, r in enumerate(results) if r.config.hidden_layers == most_layers)
+    handles, labels = axes[0, widest].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
+    return figure
+
+
+def plot_speed_comparison(measured: dict, published: dict, spread: dict | None = None,
+                          measured_label: str = "ours", published_label: str = "Nielsen (published)"):
+    """Speed of each hidden layer at initialisation, ours next to published, one panel per depth.
+
+    `measured` and `published` map a number of hidden layers to per-layer speeds;
+    `spread` (optional) maps it to per-layer standard deviations shown as error bars.
+    """
+    depths = sorted(measured)
+    figure, axes = plt.subplots(1, len(depths), figsize=(BOOK_WIDTH, 3.0), sharey=True, squeeze=False)
+    for ax, depth in zip(axes[0], depths):
+        layers = np.arange(1, depth + 1)
+        ax.errorbar(layers - 0.08, measured[depth], yerr=None if spread is None else spread[depth], fmt="o",
+                    capsize=3, label=measured_label)
+        if depth in published:
+            ax.plot(layers + 0.08, published[depth], "s", label=published_label)
+        ax.set_yscale("log")
+        ax.set_xticks(layers)
+        ax.set_xlabel("hidden layer")
+        ax.set_title(f"{depth} hidden layers")
+        ax.grid(alpha=0.3, which="both")
+    axes[0, 0].set_ylabel(r"$\|\partial C / \partial b^l\|$ at initialisation")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return figure
+
+
+def confusion_matrix(labels, predictions, num_classes: int = NUM_CLASSES) -> np.ndarray:
+    """Counts: row = true class, column = predicted class."""
+    labels, predictions = np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels {labels.shape} and predictions {predictions.shape} differ in shape")
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} must lie in 0..{num_classes - 1}")
+    matrix = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def plot_confusion_matrix(matrix: np.ndarray, title: str = "held-out confusion matrix"):
+    """The matrix as a heat map with every count written in; the diagonal holds the hits."""
+    matrix = np.asarray(matrix)
+    figure, ax = plt.subplots(figsize=(5.2, 4.6))
+    image = ax.imshow(matrix, cmap="Blues")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if count > threshold else "black")
+    ticks = np.arange(matrix.shape[0])
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    return figure
+
+
+def plot_misclassified(images, labels, predictions, probabilities=None, max_images: int = 24, columns: int = 8):
+    """A gallery of the misclassified images, titled 'true → predicted' (and the predicted probability)."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    wrong = np.flatnonzero(labels != predictions)[:max_images]
+    rows = max(1, int(np.ceil(len(wrong) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(BOOK_WIDTH, 1.35 * rows + 0.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index in zip(axes.ravel(), wrong):
+        ax.imshow(np.asarray(images[index]).reshape(28, 28), cmap="gray_r")
+        title = f"{labels[index]} → {predictions[index]}"
+        if probabilities is not None:
+            title += f" ({probabilities[index, predictions[index]]:.2f})"
+        ax.set_title(title, fontsize=9)
+    if not len(wrong):
+        axes[0, 0].set_title("no misclassified images")
+    figure.tight_layout()
+    return figure
+
+
+class Table:
+    """A small table that shows as HTML in the book and as aligned text in plain outputs."""
+
+    def __init__(self, columns, rows, precision: int = 3):
+        self.columns = [str(c) for c in columns]
+        self.rows = [[self._format(v, precision) for v in row] for row in rows]
+        if any(len(row) != len(self.columns) for row in self.rows):
+            raise ValueError(f"every row needs {len(self.columns)} values")
+
+    @staticmethod
+    def _format(value, precision):
+        if value is None:
+            return "–"
+        if isinstance(value, (float, np.floating)):
+            return "nan" if not np.isfinite(value) else f"{value:.{precision}f}"
+        return str(value)
+
+    def __repr__(self) -> str:
+        widths = [max(len(c), *(len(r[i]) for r in self.rows)) if self.rows else len(c)
+                  for i, c in enumerate(self.columns)]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(self.columns, widths))]
+        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in self.rows]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
