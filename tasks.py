@@ -49,7 +49,7 @@ def test() -> None:
     """Unit tests, nbval on every chapter, then the book build with warnings as errors."""
     timings = {}
     start = time.perf_counter()
-    run(tool("pytest"), "tests", "-q", "-p", "no:cacheprovider")
+    run(tool("pytest"), "tests", "-q", "-p", "no:cacheprovider", "--ignore=tests/browser")
     timings["unit tests"] = time.perf_counter() - start
     start = time.perf_counter()
     run(tool("pytest"), "--nbval", "book", "-q", "-p", "no:cacheprovider", "--sanitize-with",
@@ -58,7 +58,7 @@ def test() -> None:
     start = time.perf_counter()
     build_book()
     timings["book build"] = time.perf_counter() - start
-    browser_tests = ROOT / "tests_browser"
+    browser_tests = ROOT / "tests" / "browser"
     if browser_tests.is_dir():
         start = time.perf_counter()
         run(tool("pytest"), browser_tests, "-q", "-p", "no:cacheprovider")
