@@ -80,7 +80,11 @@ def load_keras_splits():
             return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
     import keras
 
-    return keras.datasets.mnist.load_data()
+    try:
+        return keras.datasets.mnist.load_data()
+    except Exception as error:
+        raise RuntimeError(f"could not get MNIST through Keras ({error}); use source='bundled', or put "
+                           f"mnist.npz at {cached}") from error
 
 
 def max_per_class(source: str) -> int:

@@ -112,3 +112,15 @@ def test_standardisation_is_fitted_on_training_images(tiny_data):
     assert np.allclose(variance[spread > 0], spread[spread > 0], rtol=1e-6)
     # Constant pixels get unit variance, as scikit-learn's StandardScaler does.
     assert np.all(variance[spread == 0] == 1.0) and (spread == 0).any()
+
+
+def test_keras_source_without_cache_or_network_says_what_to_do(tmp_path, monkeypatch):
+    import keras
+
+    def no_network():
+        raise OSError("Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", no_network)
+    with pytest.raises(RuntimeError, match="use source='bundled', or put mnist.npz at"):
+        ml.load_course_data(per_class=2, source="keras")
