@@ -119,6 +119,11 @@ def _kernels(model: keras.Model) -> list:
     return [layer.kernel for layer in model.layers if getattr(layer, "kernel", None) is not None]
 
 
+def squared_weights(model: keras.Model) -> float:
+    """Sum of the squared kernel entries, the quantity an L2 penalty charges for (biases excluded)."""
+    return float(sum(np.sum(np.square(kernel.numpy().astype(np.float64))) for kernel in _kernels(model)))
+
+
 def loss_parts(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:
     """The two terms of the training loss at the current weights: mean cross-entropy and L2 penalty."""
     probabilities = model(np.asarray(images), training=False)

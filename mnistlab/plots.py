@@ -22,6 +22,10 @@ SPEED_MEASURES = (
 BOOK_WIDTH = 9.0  # inches; wider figures get scaled down until labels are unreadable
 
 
+def _layers_title(count) -> str:
+    return f"{count} hidden layer" + ("" if count == 1 else "s")
+
+
 def _epochs(values) -> np.ndarray:
     return np.arange(1, len(values) + 1)
 
@@ -32,10 +36,11 @@ def _values(history: dict, key: str) -> np.ndarray:
 
 
 def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str = "l2_lambda",
-                      metrics=HISTORY_METRICS, column_title: str = "{} hidden layer(s)",
+                      metrics=HISTORY_METRICS, column_title=_layers_title,
                       line_label: str = "λ = {:g}"):
     """Small multiples: one row per metric, one column per value of `column_key` in the configs,
-    one colour per value of `line_key`, solid for training and dashed for held-out data."""
+    one colour per value of `line_key`, solid for training and dashed for held-out data.
+    `column_title` turns a column's value into its title."""
     if not results:
         raise ValueError("results must not be empty")
     columns = sorted({getattr(r.config, column_key) for r in results})
@@ -57,7 +62,7 @@ def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str 
         for ax in axes[row]:
             ax.grid(alpha=0.3)
     for column, value in enumerate(columns):
-        axes[0, column].set_title(column_title.format(value))
+        axes[0, column].set_title(column_title(value))
         axes[-1, column].set_xlabel("epoch")
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False)
@@ -89,7 +94,7 @@ def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False
     return figure
 
 
-def plot_learning_speed(results, measures=SPEED_MEASURES, column_title: str = "{} hidden layer(s)"):
+def plot_learning_speed(results, measures=SPEED_MEASURES, column_title=_layers_title):
     """Learning speed of every hidden layer per epoch on a log scale: rows = measure, columns = depth.
 
     Epoch 0 is the speed at initialisation; the weight change is only defined after an
@@ -113,7 +118,7 @@ def plot_learning_speed(results, measures=SPEED_MEASURES, column_title: str = "{
                         label=f"hidden layer {k}")
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both")
-        axes[0, column].set_title(column_title.format(result.config.hidden_layers))
+        axes[0, column].set_title(column_title(result.config.hidden_layers))
         axes[-1, column].set_xlabel("epoch")
     for row, (_, label) in enumerate(measures):
         axes[row, 0].set_ylabel(label)
@@ -142,7 +147,7 @@ def plot_speed_comparison(measured: dict, published: dict, spread: dict | None =
         ax.set_yscale("log")
         ax.set_xticks(layers)
         ax.set_xlabel("hidden layer")
-        ax.set_title(f"{depth} hidden layers")
+        ax.set_title(_layers_title(depth))
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel(r"$\|\partial C / \partial b^l\|$ at initialisation")
     handles, labels = axes[0, 0].get_legend_handles_labels()

@@ -161,3 +161,10 @@ def test_first_steps_records_adam_steps_of_about_the_learning_rate(tiny):
 
 def test_published_values_are_per_layer():
     assert {k: len(v) for k, v in dg.NIELSEN_PUBLISHED_SPEEDS.items()} == {2: 2, 3: 3, 4: 4}
+
+
+def test_squared_weights_sums_kernels_only(tiny):
+    model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=3)
+    kernels = [layer.kernel.numpy().astype(np.float64) for layer in model.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == 3
+    assert dg.squared_weights(model) == pytest.approx(sum(np.sum(k ** 2) for k in kernels), rel=1e-6)

@@ -49,7 +49,7 @@ def test_history_grid_has_a_panel_per_metric_and_depth_and_two_lines_per_run():
     results = [_fake_result(h, lam) for h in (1, 2, 3) for lam in (0.0, 5.0)]
     figure = plots.plot_history_grid(results)
     axes = np.array(figure.axes).reshape(3, 3)
-    assert [ax.get_title() for ax in axes[0]] == [f"{h} hidden layer(s)" for h in (1, 2, 3)]
+    assert [ax.get_title() for ax in axes[0]] == ["1 hidden layer", "2 hidden layers", "3 hidden layers"]
     for ax in axes.ravel():
         assert len(ax.lines) == 4  # two lambdas x train/test
     first = axes[0, 0].lines[0]
