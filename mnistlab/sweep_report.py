@@ -1,0 +1,175 @@
+"""Mean and spread across seeds of a sweep's results: table, figure, and an in-process grid of fits."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import itertools
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from .sweep import FIXED_COLUMNS, SUMMARY_FIGURE, SUMMARY_TABLE, _umask, write_atomic
+
+SEED = "seed"
+
+
+def _number(value):
+    """`value` (text from results.csv or a Python number) as a float, None if it is not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def metric_names(rows: list[dict], parameter_names: list[str]) -> list[str]:
+    """Columns of the finished rows, other than parameters and bookkeeping, that hold numbers."""
+    finished = [row for row in rows if row.get("status", "ok") == "ok"]
+    skip = {"run_id", *parameter_names, *FIXED_COLUMNS}
+    names = []
+    for row in finished:
+        for key in row:
+            if key not in skip and key not in names:
+                names.append(key)
+    return [name for name in names
+            if all(_number(row.get(name)) is not None for row in finished if row.get(name) not in (None, ""))
+            and any(row.get(name) not in (None, "") for row in finished)]
+
+
+def configurations(rows: list[dict], parameter_names: list[str]) -> list[tuple]:
+    """The distinct configurations (parameter values other than the seed), in first-seen order."""
+    keys = [name for name in parameter_names if name != SEED]
+    seen = []
+    for row in rows:
+        configuration = tuple(str(row[name]) for name in keys)
+        if configuration not in seen:
+            seen.append(configuration)
+    return seen
+
+
+def summarise(rows: list[dict], parameter_names: list[str], metrics: list[str] | None = None) -> list[dict]:
+    """One row per configuration: its parameters, runs, failed, and <metric>_mean / <metric>_std
+    across seeds (sample standard deviation, ddof=1; NaN with a single finished run)."""
+    keys = [name for name in parameter_names if name != SEED]
+    metrics = metric_names(rows, parameter_names) if metrics is None else list(metrics)
+    table = []
+    for configuration in configurations(rows, parameter_names):
+        group = [row for row in rows if tuple(str(row[name]) for name in keys) == configuration]
+        finished = [row for row in group if row.get("status", "ok") == "ok"]
+        entry = dict(zip(keys, configuration))
+        entry.update(runs=len(finished), failed=len(group) - len(finished))
+        for metric in metrics:
+            values = np.array([v for v in (_number(row.get(metric)) for row in finished) if v is not None])
+            entry[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
+            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        table.append(entry)
+    return table
+
+
+def label(entry: dict, parameter_names: list[str]) -> str:
+    """A short axis label for one configuration, e.g. 'hidden_layers=2, l2_lambda=5.0'."""
+    return ", ".join(f"{name}={entry[name]}" for name in parameter_names if name != SEED and name in entry)
+
+
+def plot_summary(rows: list[dict], parameter_names: list[str], metrics: list[str] | None = None,
+                 width: float = 9.0):
+    """A figure with one panel per metric: every seed's value as a dot, the mean across seeds with a
+    bar of plus/minus one standard deviation, one column per configuration."""
+    import matplotlib.pyplot as plt
+
+    metrics = metric_names(rows, parameter_names) if metrics is None else list(metrics)
+    keys = [name for name in parameter_names if name != SEED]
+    table = summarise(rows, parameter_names, metrics)
+    figure, axes = plt.subplots(len(metrics), 1, figsize=(width, 2.6 * max(len(metrics), 1)), squeeze=False)
+    positions = np.arange(len(table))
+    for axis, metric in zip(axes[:, 0], metrics):
+        for position, entry in zip(positions, table):
+            values = [_number(row.get(metric)) for row in rows if row.get("status", "ok") == "ok"
+                      and all(str(row[name]) == entry[name] for name in keys)]
+            values = [value for value in values if value is not None]
+            axis.scatter([position] * len(values), values, s=14, color="0.55", zorder=2,
+                         label="one seed" if position == 0 else None)
+        means = [entry[f"{metric}_mean"] for entry in table]
+        spreads = [0.0 if math.isnan(entry[f"{metric}_std"]) else entry[f"{metric}_std"] for entry in table]
+        axis.errorbar(positions + 0.15, means, yerr=spreads, fmt="o", color="C0", capsize=4, zorder=3,
+                      label="mean $\\pm$ std across seeds")
+        axis.set_ylabel(metric)
+        axis.set_xticks(positions)
+        axis.set_xticklabels([label(entry, keys).replace(", ", "\n") for entry in table], fontsize=8)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    axes[-1, 0].set_xlabel("configuration")
+    figure.tight_layout()
+    return figure
+
+
+def format_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> str:
+    """Rows as a fixed-width text table, numbers rounded to `digits` decimals."""
+    columns = list(rows[0]) if columns is None and rows else list(columns or [])
+
+    def cell(value):
+        number = value if isinstance(value, float) else None
+        if number is not None:
+            return "nan" if math.isnan(number) else f"{number:.{digits}f}"
+        return str(value)
+
+    cells = [[cell(row.get(column, "")) for column in columns] for row in rows]
+    widths = [max([len(column)] + [len(line[index]) for line in cells]) for index, column in enumerate(columns)]
+    lines = ["  ".join(column.rjust(width) for column, width in zip(columns, widths))]
+    lines += ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def write_summary(out: str, rows: list[dict], parameter_names: list[str]) -> list[dict]:
+    """`out`/summary.csv (mean and std per configuration) and `out`/summary.png, both atomically."""
+    import matplotlib.pyplot as plt
+
+    table = summarise(rows, parameter_names)
+    buffer = io.StringIO()
+    if table:
+        writer = csv.DictWriter(buffer, fieldnames=list(table[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(table)
+    write_atomic(os.path.join(out, SUMMARY_TABLE), buffer.getvalue())
+    figure = plot_summary(rows, parameter_names)
+    handle, temporary = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=100)
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, os.path.join(out, SUMMARY_FIGURE))
+    finally:
+        plt.close(figure)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return table
+
+
+def train_grid(base, grid: dict, seeds, data=None, metrics=("test_accuracy", "train_accuracy")) -> list[dict]:
+    """In-process twin of a sweep: `ml.train` once per grid combination and seed, rows shaped like
+    results.csv (parameters, seed, chosen `Result.final` metrics, seconds, status).
+
+    No kernel start per run, so it fits a book page's time budget; `base` is an `ml.Config`.
+    """
+    from .data import load_course_data
+    from .experiment import train
+
+    if data is None:
+        data = load_course_data(base.per_class, base.source)
+    names = list(grid)
+    rows = []
+    for values in itertools.product(*(grid[name] for name in names), seeds):
+        changes = dict(zip(names + [SEED], values))
+        result = train(dataclasses.replace(base, **changes), data)
+        row = dict(changes)
+        row.update({metric: result.final.get(metric) for metric in metrics})
+        row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")
+        rows.append(row)
+    return rows
