@@ -190,23 +190,30 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str = "held-out confusion m
     return figure
 
 
+def plot_digits(images, titles=None, columns: int = 8, fontsize: int = 9):
+    """A grid of 28 x 28 images (dark ink on white), with an optional title above each."""
+    images = np.asarray(images)
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(BOOK_WIDTH, 1.35 * rows + 0.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for index, ax in enumerate(axes.ravel()[:len(images)]):
+        ax.imshow(images[index].reshape(28, 28), cmap="gray_r")
+        if titles is not None:
+            ax.set_title(titles[index], fontsize=fontsize)
+    figure.tight_layout()
+    return figure
+
+
 def plot_misclassified(images, labels, predictions, probabilities=None, max_images: int = 24, columns: int = 8):
     """A gallery of the misclassified images, titled 'true → predicted' (and the predicted probability)."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     wrong = np.flatnonzero(labels != predictions)[:max_images]
-    rows = max(1, int(np.ceil(len(wrong) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(BOOK_WIDTH, 1.35 * rows + 0.2), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, index in zip(axes.ravel(), wrong):
-        ax.imshow(np.asarray(images[index]).reshape(28, 28), cmap="gray_r")
-        title = f"{labels[index]} → {predictions[index]}"
-        if probabilities is not None:
-            title += f" ({probabilities[index, predictions[index]]:.2f})"
-        ax.set_title(title, fontsize=9)
+    titles = [f"{labels[i]} → {predictions[i]}"
+              + (f" ({probabilities[i, predictions[i]]:.2f})" if probabilities is not None else "") for i in wrong]
+    figure = plot_digits(np.asarray(images)[wrong], titles, columns)
     if not len(wrong):
-        axes[0, 0].set_title("no misclassified images")
-    figure.tight_layout()
+        figure.axes[0].set_title("no misclassified images")
     return figure
 
 

@@ -105,6 +105,15 @@ def test_misclassified_gallery_shows_only_mistakes():
     assert figure.axes[0].get_title() == "no misclassified images"
 
 
+def test_digit_grid_has_one_panel_per_image_and_hides_the_rest():
+    images = np.arange(5 * 784).reshape(5, 28, 28) % 256
+    figure = plots.plot_digits(images, [str(i) for i in range(5)], columns=4)
+    assert len(figure.axes) == 8
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(shown) == 5 and np.array_equal(shown[2].images[0].get_array(), images[2])
+    assert [ax.get_title() for ax in shown] == ["0", "1", "2", "3", "4"]
+
+
 def test_table_text_and_html():
     table = plots.Table(["depth", "accuracy"], [[1, 0.84321], [2, None]])
     assert repr(table).splitlines() == ["depth  accuracy", "    1     0.843", "    2         –"]
