@@ -1,0 +1,67 @@
+"""Small fixes to the book's HTML pages: the .md pair as a download, no script twice, a valid colour mode."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sphinx.application import Sphinx
+
+PAIR_SUFFIX = ".md"
+
+
+def add_markdown_download(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    # The book reads the .ipynb (stored outputs) and excludes book/*.md, so Sphinx never copies the pair.
+    if doctree is None or context.get("page_source_suffix") != ".ipynb":
+        return
+    pair = Path(app.srcdir) / f"{pagename}{PAIR_SUFFIX}"
+    if not pair.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}{PAIR_SUFFIX}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pair, target)
+    for group in context.get("header_buttons", []):
+        if group.get("label") != "download-buttons":
+            continue
+        # After the .ipynb link, before "print to PDF".
+        group["buttons"].insert(
+            len(group["buttons"]) - 1,
+            {
+                "type": "link",
+                "url": f"{context['pathto']('_sources', 1)}/{pagename}{PAIR_SUFFIX}",
+                "text": PAIR_SUFFIX,
+                "tooltip": "Download the MyST Markdown (Jupytext) version",
+                "icon": "fas fa-file-lines",
+                "label": "download-markdown-button",
+            },
+        )
+
+
+def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    # Inline scripts added after the builder started (sphinx-thebe, sphinx-togglebutton) reach the
+    # page twice; the second `const THEBE_JS_URL` is a SyntaxError in every reader's console.
+    seen, kept = set(), []
+    for script in context.get("script_files", []):
+        key = (
+            getattr(script, "filename", script) or "",
+            tuple(sorted((getattr(script, "attributes", None) or {}).items())),
+        )
+        if key not in seen:
+            seen.add(key)
+            kept.append(script)
+    context["script_files"] = kept
+
+
+def set_default_colour_mode(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    # pydata-sphinx-theme reads `default_mode` from html_context; left empty, a first visit logs
+    # "Got invalid theme mode" and falls back to auto anyway.
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
+
+
+def setup(app: Sphinx) -> dict:
+    # sphinx-book-theme fills header_buttons at priority 501; ours run afterwards.
+    app.connect("html-page-context", add_markdown_download, priority=600)
+    app.connect("html-page-context", drop_repeated_scripts, priority=900)
+    app.connect("html-page-context", set_default_colour_mode, priority=600)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
