@@ -69,3 +69,22 @@ def test_parameters_cell(slug):
         return
     assert len(tagged) == 1, f"{slug}: {len(tagged)} code cells tagged parameters, need exactly one"
     assert tagged[0] <= 1, f"{slug}: the parameters cell must be the first code cell or follow the imports cell"
+
+
+def _execute_book_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("execute_book", ROOT / "tools" / "execute_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_execute_book_reads_the_same_chapters():
+    assert _execute_book_module().toc_chapters() == CHAPTERS
+
+
+def test_execute_book_rejects_an_unknown_chapter(capsys):
+    assert _execute_book_module().main(["no_such_chapter"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "no_such_chapter" in error
