@@ -49,11 +49,15 @@ async () => {
 COLLECT = """
 () => {
   const article = document.querySelector("article.bd-article") || document.body;
-  const describe = (element) =>
-    `${element.tagName.toLowerCase()}.${[...element.classList].join(".")} "${
-      (element.innerText || element.getAttribute("src") || "").trim().slice(0, 70).replace(/\\s+/g, " ")}"`;
+  const describe = (element) => {
+    const where = element.closest("[id]");
+    const text = element.tagName === "MJX-CONTAINER" ? `equation ${where ? where.id : "?"}`
+      : (element.innerText || element.getAttribute("src") || "").trim().slice(0, 70).replace(/\\s+/g, " ");
+    return `${element.tagName.toLowerCase()}.${[...element.classList].join(".")} "${text}"`;
+  };
   const wide = (element) => element.scrollWidth > element.clientWidth + 1;
-  const sideways = [...article.querySelectorAll("pre, table, div.math, .cell_output .output, .pasted-text")]
+  const sideways = [...article.querySelectorAll(
+      'pre, table, mjx-container[display="true"], .cell_output .output, .pasted-text')]
     .filter((element) => wide(element) || (element.parentElement && wide(element.parentElement) &&
                                             element.parentElement.classList.contains("table-wrapper")))
     .map((element) => `${describe(element)} needs ${element.scrollWidth} px, shows ${element.clientWidth} px`);
@@ -210,3 +214,34 @@ def visit(context: OfflineContext, docname: str, screenshot: Path | None = None)
         seconds=time.perf_counter() - start,
         data=data,
     )
+
+
+def review_notes(page: Visit) -> list[str]:
+    """What a reader would find awkward on a page, though nothing is broken: for people to read."""
+    notes = [f"scrolls sideways: {item}" for item in page.data["sideways"]]
+    for image in page.data["images"]:
+        if image["inArticle"] and image["width"] and image["shown"] < 0.8 * image["width"]:
+            notes.append(
+                f"figure shrunk to {image['shown'] / image['width']:.0%} ({image['width']} -> {image['shown']} px),"
+                f" its text with it: {image['src'].rsplit('/', 1)[-1]}"
+            )
+    return notes
+
+
+def write_review(visits: dict[str, Visit], path: Path) -> int:
+    """A Markdown review of every page next to the screenshots; returns the number of notes."""
+    lines = [
+        "# Browser review of the built book",
+        "",
+        f"Written by tests/browser: chromium, {VIEWPORT['width']}x{VIEWPORT['height']} window, network blocked."
+        " Screenshots: <chapter>.png (light), dark-<chapter>.png (dark).",
+    ]
+    count = 0
+    for page in visits.values():
+        notes = review_notes(page)
+        count += len(notes)
+        lines += ["", f"## {slug(page.docname)} ({page.seconds:.1f} s, {page.data['mjxContainers']} equations)"]
+        lines += [f"- {note}" for note in notes] or ["- nothing to note"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return count

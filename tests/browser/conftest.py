@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
+import warnings
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from book_browser import (
     slug,
     toc_docnames,
     visit,
+    write_review,
 )
 
 
@@ -95,8 +97,12 @@ def visits(browser, base_url, docnames) -> dict[str, Visit]:
     """Every TOC page visited once offline, with a full-page screenshot in _build/screenshots/."""
     context = OfflineContext(browser, base_url)
     try:
-        return {
-            docname: visit(context, docname, SCREENSHOT_DIR / f"{slug(docname)}.png") for docname in docnames
-        }
+        pages = {docname: visit(context, docname, SCREENSHOT_DIR / f"{slug(docname)}.png") for docname in docnames}
     finally:
         context.close()
+    review = SCREENSHOT_DIR / "review.md"
+    notes = write_review(pages, review)
+    if notes:
+        # Not failures: wide code or equations still work, they just scroll. People read the list.
+        warnings.warn(f"{notes} layout notes for reviewers in {review}", UserWarning, stacklevel=1)
+    return pages
