@@ -156,6 +156,29 @@ def plot_speed_comparison(measured: dict, published: dict, spread: dict | None =
     return figure
 
 
+def plot_steps(records, labels):
+    """The first mini-batch steps of several setups (records from `diagnostics.first_steps`), log scales:
+    training loss, mean |dW| per step, and root-mean-square weight (step 0 = initialisation)."""
+    if len(records) != len(labels):
+        raise ValueError(f"got {len(records)} records but {len(labels)} labels")
+    figure, axes = plt.subplots(1, 3, figsize=(BOOK_WIDTH, 3.2))
+    for record, label in zip(records, labels):
+        steps = np.arange(1, len(record["loss"]) + 1)
+        axes[0].plot(steps, record["loss"], label=label)
+        axes[1].plot(steps, record["step"], label=label)
+        axes[2].plot(np.arange(len(steps) + 1), [record["initial_weight"]] + list(record["weight"]), label=label)
+    titles = ("mini-batch loss", "mean |ΔW| per step", "RMS of the weights")
+    for ax, title in zip(axes, titles):
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3, which="both")
+    handles, legend_labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, legend_labels, loc="lower center", ncol=min(4, len(legend_labels)), frameon=False)
+    figure.tight_layout(rect=(0, 0.1, 1, 1))
+    return figure
+
+
 def confusion_matrix(labels, predictions, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Counts: row = true class, column = predicted class."""
     labels, predictions = np.asarray(labels, dtype=int), np.asarray(predictions, dtype=int)

@@ -93,6 +93,16 @@ def test_curves_and_speed_comparison():
     assert len(figure.axes) == 2 and figure.axes[0].get_yscale() == "log"
 
 
+def test_step_plot_starts_the_weights_at_initialisation():
+    record = {"loss": [3.0, 2.0], "step": [0.1, 0.05], "weight": [0.2, 0.3], "initial_weight": 0.05}
+    figure = plots.plot_steps([record, record], ["a", "b"])
+    assert len(figure.axes) == 3 and all(ax.get_yscale() == "log" for ax in figure.axes)
+    weights = figure.axes[2].lines[0]
+    assert list(weights.get_xdata()) == [0, 1, 2] and list(weights.get_ydata()) == [0.05, 0.2, 0.3]
+    with pytest.raises(ValueError, match="labels"):
+        plots.plot_steps([record], ["a", "b"])
+
+
 def test_misclassified_gallery_shows_only_mistakes():
     images = np.zeros((6, 28, 28), dtype=np.uint8)
     labels = np.array([0, 1, 2, 3, 4, 5])
