@@ -79,9 +79,10 @@ def label(entry: dict, parameter_names: list[str]) -> str:
 
 
 def plot_summary(rows: list[dict], parameter_names: list[str], metrics: list[str] | None = None,
-                 width: float = 9.0):
+                 width: float = 9.0, highlight_seed=None):
     """A figure with one panel per metric: every seed's value as a dot, the mean across seeds with a
-    bar of plus/minus one standard deviation, one column per configuration."""
+    bar of plus/minus one standard deviation, one column per configuration. The runs with seed
+    `highlight_seed`, if given, are marked: the numbers a single-run study would have reported."""
     import matplotlib.pyplot as plt
 
     metrics = metric_names(rows, parameter_names) if metrics is None else list(metrics)
@@ -96,6 +97,13 @@ def plot_summary(rows: list[dict], parameter_names: list[str], metrics: list[str
             values = [value for value in values if value is not None]
             axis.scatter([position] * len(values), values, s=14, color="0.55", zorder=2,
                          label="one seed" if position == 0 else None)
+            if highlight_seed is not None:
+                single = [_number(row.get(metric)) for row in rows if row.get("status", "ok") == "ok"
+                          and str(row.get(SEED)) == str(highlight_seed)
+                          and all(str(row[name]) == entry[name] for name in keys)]
+                single = [value for value in single if value is not None]
+                axis.scatter([position] * len(single), single, s=40, marker="x", color="C1", zorder=4,
+                             label=f"seed {highlight_seed} alone" if position == 0 else None)
         means = [entry[f"{metric}_mean"] for entry in table]
         spreads = [0.0 if math.isnan(entry[f"{metric}_std"]) else entry[f"{metric}_std"] for entry in table]
         axis.errorbar(positions + 0.15, means, yerr=spreads, fmt="o", color="C0", capsize=4, zorder=3,
