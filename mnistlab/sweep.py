@@ -313,16 +313,29 @@ def _local_runs(jobs, workers):
             raise
 
 
-def _dask_runs(jobs, scheduler):
-    """(identifier, outcome) as each run finishes on a Dask cluster (an address or a Client)."""
-    from dask.distributed import Client, as_completed  # lazy: `import mnistlab` must not import dask
+def connect(scheduler):
+    """(client, whether we opened it) for a Dask scheduler address or an existing Client."""
+    try:
+        from dask.distributed import Client  # lazy: `import mnistlab` must not import dask
+    except ImportError as error:
+        raise ValueError(f"--scheduler needs dask.distributed (pip install distributed): {error}") from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    try:
+        return Client(scheduler, timeout=15), True
+    except (OSError, TimeoutError, ValueError, TypeError) as error:
+        raise ValueError(f"cannot reach the Dask scheduler {scheduler!r}: {error}") from None
+
+
+def _dask_runs(jobs, client):
+    """(identifier, outcome) as each run finishes on the Dask cluster behind `client`."""
+    from dask.distributed import as_completed
 
     parameters_of = {identifier: arguments[1] for identifier, arguments in jobs}
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    token = uuid.uuid4().hex[:8]
+    futures = {client.submit(run_one, *arguments, key=f"mnistlab-sweep-{identifier}-{token}", pure=False):
+               identifier for identifier, arguments in jobs}
     try:
-        token = uuid.uuid4().hex[:8]
-        futures = {client.submit(run_one, *arguments, key=f"mnistlab-sweep-{identifier}-{token}", pure=False):
-                   identifier for identifier, arguments in jobs}
         for future in as_completed(futures):
             identifier = futures[future]
             try:
@@ -332,8 +345,7 @@ def _dask_runs(jobs, scheduler):
                            "status": "failed", "error": f"{type(error).__name__}: {error}", "notebook": None}
             yield identifier, outcome
     finally:
-        if client is not scheduler:
-            client.close()
+        client.cancel(list(futures))  # no-op for finished runs; an interrupted sweep frees the cluster
 
 
 def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None = None, workers: int = 2,
@@ -351,7 +363,6 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     runs = plan(checked)
     out = out or os.path.join("runs", os.path.splitext(os.path.basename(notebook))[0])
-    os.makedirs(out, exist_ok=True)
     cwd = os.path.abspath(cwd or os.path.dirname(os.path.abspath(notebook)))
     with open(notebook, encoding="utf-8") as stream:
         notebook_text = stream.read()
@@ -362,6 +373,8 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
                 and os.path.exists(os.path.join(out, identifier + ".ipynb"))]
     jobs = [(identifier, (notebook_text, parameters, cwd, timeout))
             for identifier, parameters in zip(identifiers, runs) if identifier not in finished]
+    client, owned = connect(scheduler) if scheduler is not None and jobs else (None, False)
+    os.makedirs(out, exist_ok=True)
     parameter_names = list(checked)
     executed = []
     bar = None
@@ -370,7 +383,7 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
 
         bar = tqdm(total=len(jobs), unit="run", desc=f"sweep {os.path.basename(notebook)}")
     try:
-        results = _dask_runs(jobs, scheduler) if scheduler is not None else _local_runs(jobs, workers)
+        results = _dask_runs(jobs, client) if client is not None else _local_runs(jobs, workers)
         for identifier, outcome in results:
             if outcome["notebook"] is not None:
                 write_atomic(os.path.join(out, identifier + ".ipynb"), outcome["notebook"])
@@ -384,6 +397,8 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
     finally:
         if bar is not None:
             bar.close()
+        if owned:
+            client.close()
     return {"rows": [rows[identifier] for identifier in identifiers], "executed": executed, "skipped": finished,
             "parameters": parameter_names, "out": out}
 
@@ -449,8 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"mnistlab sweep: error: {error}", file=sys.stderr)
         return 2
-    outcome = sweep(arguments.notebook, grid, arguments.seeds, arguments.out, arguments.workers,
-                    arguments.scheduler, arguments.cwd, arguments.timeout, progress=not arguments.no_progress)
+    try:
+        outcome = sweep(arguments.notebook, grid, arguments.seeds, arguments.out, arguments.workers,
+                        arguments.scheduler, arguments.cwd, arguments.timeout, progress=not arguments.no_progress)
+    except ValueError as error:  # an unreachable scheduler or clashing run ids: still nothing run
+        print(f"mnistlab sweep: error: {error}", file=sys.stderr)
+        return 2
     rows = outcome["rows"]
     failed = [row for row in rows if row["status"] != "ok"]
     print(f"{len(outcome['executed'])} run(s) executed, {len(outcome['skipped'])} already finished, "
