@@ -1,4 +1,4 @@
-"""Small fixes to the book's HTML pages: the .md pair as a download, no script twice, a valid colour mode."""
+"""Small fixes to the book's HTML pages: .md download, no script twice, a valid colour mode, output tables."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ from pathlib import Path
 from sphinx.application import Sphinx
 
 PAIR_SUFFIX = ".md"
+STYLE_FILE = "page_extras.css"
+# Tables that cells print through _repr_html_ (ml.plots.Table) arrive without the theme's table class:
+# give them the spacing and rules of the book's own tables so columns do not run into each other.
+STYLE = """\
+.cell_output table { border-collapse: collapse; margin: 0.5em 0; font-variant-numeric: tabular-nums; }
+.cell_output table th, .cell_output table td {
+  padding: 0.3em 0.8em; text-align: left; vertical-align: top;
+  border-bottom: 1px solid var(--pst-color-border);
+}
+.cell_output table thead th { border-bottom: 2px solid var(--pst-color-primary); }
+"""
 
 
 def add_markdown_download(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
@@ -59,7 +70,19 @@ def set_default_colour_mode(app: Sphinx, pagename: str, templatename: str, conte
         context["default_mode"] = "auto"
 
 
+def write_style(app: Sphinx) -> None:
+    # Written before pages are, so that Sphinx can add its ?v=checksum to the link.
+    if app.builder.format != "html":
+        return
+    target = Path(app.outdir) / "_static" / STYLE_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.read_text() != STYLE:
+        target.write_text(STYLE)
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("builder-inited", write_style)
+    app.add_css_file(STYLE_FILE)
     # sphinx-book-theme fills header_buttons at priority 501; ours run afterwards.
     app.connect("html-page-context", add_markdown_download, priority=600)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)

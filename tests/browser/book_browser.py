@@ -77,6 +77,8 @@ COLLECT = """
     images: [...document.images].map((image) => ({
       src: image.currentSrc || image.src, complete: image.complete, width: image.naturalWidth,
       shown: image.clientWidth, inArticle: article.contains(image),
+      section: ((image.closest("section") || article).querySelector("h1, h2, h3") || {innerText: ""})
+        .innerText.replace(/[#¶]$/, "").trim(),
     })),
     mathElements: article.querySelectorAll("span.math, div.math").length,
     untypeset: [...article.querySelectorAll("span.math, div.math")]
@@ -88,6 +90,12 @@ COLLECT = """
     sidebar: links("nav.bd-docs-nav a.reference.internal"),
     launch: links(".dropdown-launch-buttons a"),
     download: links(".dropdown-download-buttons a"),
+    stderr: [...article.querySelectorAll(".output.stderr, .output.traceback")]
+      .map((element) => element.innerText.trim().slice(0, 160)),
+    notANumber: ([...article.querySelectorAll("p, li, td, .cell_output")]
+      .filter((element) => !element.closest(".cell_input")).map((element) => element.innerText).join("\\n")
+      .match(/[^\\n]{0,60}\\b(nan|NaN|inf)\\b[^\\n]{0,40}/g) || [])
+      .filter((line) => !/np\\.(nan|inf)|isnan|isfinite/.test(line)),
     pageOverflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
     sideways: sideways,
   };
@@ -223,7 +231,7 @@ def review_notes(page: Visit) -> list[str]:
         if image["inArticle"] and image["width"] and image["shown"] < 0.8 * image["width"]:
             notes.append(
                 f"figure shrunk to {image['shown'] / image['width']:.0%} ({image['width']} -> {image['shown']} px),"
-                f" its text with it: {image['src'].rsplit('/', 1)[-1]}"
+                f" its text with it: figure under \"{image['section']}\" ({image['src'].rsplit('/', 1)[-1][:12]}...png)"
             )
     return notes
 

@@ -73,3 +73,10 @@ def test_page_does_not_scroll_sideways(visits, docname):
 def test_screenshot_written(visits, docname):
     screenshot = SCREENSHOT_DIR / f"{slug(docname)}.png"
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000, screenshot
+
+
+def test_readers_see_no_warning_output_or_nan(visits, docname):
+    # A warning printed by a cell, or "nan" where a number belongs, means the chapter ran into trouble.
+    page = visits[docname]
+    assert page.data["stderr"] == [], f"stderr or traceback output on {page.url}: {page.data['stderr']}"
+    assert page.data["notANumber"] == [], f"nan/inf shown on {page.url}: {page.data['notANumber']}"
