@@ -6,6 +6,7 @@ import html
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from .data import NUM_CLASSES
 
@@ -37,10 +38,10 @@ def _values(history: dict, key: str) -> np.ndarray:
 
 def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str = "l2_lambda",
                       metrics=HISTORY_METRICS, column_title=_layers_title,
-                      line_label: str = "λ = {:g}"):
+                      line_label: str = "λ = {:g}", log_loss: bool = False):
     """Small multiples: one row per metric, one column per value of `column_key` in the configs,
     one colour per value of `line_key`, solid for training and dashed for held-out data.
-    `column_title` turns a column's value into its title."""
+    `column_title` turns a column's value into its title; `log_loss` puts the loss row on a log scale."""
     if not results:
         raise ValueError("results must not be empty")
     columns = sorted({getattr(r.config, column_key) for r in results})
@@ -61,6 +62,9 @@ def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str 
         axes[row, 0].set_ylabel(title)
         for ax in axes[row]:
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if log_loss and title == "loss":
+                ax.set_yscale("log")
     for column, value in enumerate(columns):
         axes[0, column].set_title(column_title(value))
         axes[-1, column].set_xlabel("epoch")
@@ -86,6 +90,7 @@ def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if log_loss and title == "loss":
             ax.set_yscale("log")
     handles, legend_labels = axes[0, 0].get_legend_handles_labels()

@@ -57,6 +57,11 @@ def test_history_grid_has_a_panel_per_metric_and_depth_and_two_lines_per_run():
     assert list(first.get_xdata()) == [1, 2, 3, 4]
 
 
+def test_history_grid_log_loss_scales_only_the_loss_row():
+    figure = plots.plot_history_grid([_fake_result(1, 0.0)], log_loss=True)
+    assert [ax.get_yscale() for ax in figure.axes] == ["linear", "log", "linear"]
+
+
 def test_history_grid_shows_a_diverged_run_as_gaps():
     result = _fake_result(1, 0.0)
     result.history["loss"][2] = None
