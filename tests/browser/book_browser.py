@@ -96,6 +96,9 @@ COLLECT = """
       .filter((element) => !element.closest(".cell_input")).map((element) => element.innerText).join("\\n")
       .match(/[^\\n]{0,60}\\b(nan|NaN|inf)\\b[^\\n]{0,40}/g) || [])
       .filter((line) => !/np\\.(nan|inf)|isnan|isfinite/.test(line)),
+    rawMarkdownTables: [...article.querySelectorAll("p")]
+      .filter((element) => !element.closest("pre, code") && /\\|\\s*:?[-\u2013\u2014]+:?\\s*\\|/.test(element.innerText))
+      .map((element) => element.innerText.slice(0, 100)),
     pageOverflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
     sideways: sideways,
   };

@@ -75,8 +75,10 @@ def test_screenshot_written(visits, docname):
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000, screenshot
 
 
-def test_readers_see_no_warning_output_or_nan(visits, docname):
+def test_readers_see_no_warning_output_nan_or_raw_markdown(visits, docname):
     # A warning printed by a cell, or "nan" where a number belongs, means the chapter ran into trouble.
     page = visits[docname]
     assert page.data["stderr"] == [], f"stderr or traceback output on {page.url}: {page.data['stderr']}"
     assert page.data["notANumber"] == [], f"nan/inf shown on {page.url}: {page.data['notANumber']}"
+    # A Markdown table printed by a cell shows as pipes unless myst-nb renders Markdown outputs as MyST.
+    assert page.data["rawMarkdownTables"] == [], f"unrendered Markdown table on {page.url}: {page.data['rawMarkdownTables']}"
