@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import callbacks as cb
+from . import fast
 from .config import STUDY_GRID, Config
 from .data import CourseData, load_course_data, one_hot
 from .models import build_cnn, build_mlp, l2_coefficient, make_optimizer
@@ -58,29 +59,56 @@ def _finite(value: float):
     return value if math.isfinite(value) else None
 
 
+ENGINES = ("fast", "keras")
+
+
+def _template_builder(config: Config, data: CourseData):
+    # The fast engine compiles once per architecture; its template carries L2 so that
+    # lambda = 0 and lambda > 0 share it (the strength is fed in as a number).
+    return lambda: build_model(dataclasses.replace(config, l2_lambda=1.0, l2_convention="nielsen", seed=0), data)
+
+
 def train(config: Config = Config(), data: CourseData | None = None, verbose: int = 0,
-          callbacks: list | None = None) -> Result:
-    """Train once with `config`; every per-epoch metric comes from this single `fit`."""
+          callbacks: list | None = None, engine: str = "fast") -> Result:
+    """Train once with `config`; every per-epoch metric comes from this single pass over the epochs.
+
+    engine="fast" (default) runs each epoch of mini-batch steps and all metrics as one
+    XLA-compiled call (mnistlab.fast); engine="keras" is a plain `model.fit` with the metric
+    callbacks. Both use the same Keras model, optimizer and seeded data order. Callbacks get
+    on_epoch_end with logs in both engines; batch-level hooks only in the keras engine.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if data is None:
         data = load_course_data(config.per_class, config.source)
     start = time.perf_counter()
     set_seed(config.seed)
     model = build_model(config, data)
-    speed = cb.LearningSpeed(data.x_train, data.y_train)
-    guard = cb.DivergenceGuard()
-    metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_test, data.y_test), speed, guard]
-    fitted = model.fit(data.x_train, one_hot(data.y_train), batch_size=config.batch_size, epochs=config.epochs,
-                       validation_data=(data.x_test, one_hot(data.y_test)),
-                       validation_batch_size=len(data.x_test), shuffle=True, verbose=verbose,
-                       callbacks=metric_callbacks + list(callbacks or []))
+    orders = fast.shuffled_orders(data.num_train, config.epochs, config.seed)
+    if engine == "fast":
+        history, diverged = fast.fit(model, _template_builder(config, data), data.x_train, one_hot(data.y_train),
+                                     data.x_test, one_hot(data.y_test), batch_size=config.batch_size,
+                                     orders=orders, callbacks=callbacks or [],
+                                     jit_compile=config.model == "mlp", verbose=verbose)
+        history = {key: [_finite(v) for v in values] for key, values in history.items()}
+    else:
+        speed = cb.LearningSpeed(data.x_train, data.y_train)
+        guard = cb.DivergenceGuard()
+        metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_test, data.y_test), speed, guard]
+        fitted = model.fit(fast.input_pipeline(data.x_train, one_hot(data.y_train), config.batch_size, orders),
+                           epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
+                           validation_data=(data.x_test, one_hot(data.y_test)),
+                           validation_batch_size=len(data.x_test), verbose=verbose,
+                           callbacks=metric_callbacks + list(callbacks or []))
+        history = {key: [_finite(float(v)) for v in values] for key, values in fitted.history.items()}
+        history.update({key: [_finite(v) for v in values] for key, values in speed.history.items()})
+        diverged = guard.diverged
     seconds = time.perf_counter() - start
-    history = {key: [_finite(float(v)) for v in values] for key, values in fitted.history.items()}
-    history.update({key: [_finite(v) for v in values] for key, values in speed.history.items()})
     final = {key: values[-1] for key, values in history.items() if values}
     for split, key in (("train_accuracy", "zero_one_error"), ("test_accuracy", "val_zero_one_error")):
         if final.get(key) is not None:
             final[split] = 1.0 - final[key]
-    return Result(config, history, final, seconds, guard.diverged, model)
+    return Result(config, history, final, seconds, diverged, model)
 
 
 def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0) -> list[Result]:
