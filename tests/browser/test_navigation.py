@@ -48,6 +48,9 @@ def test_search_finds_a_chapter_by_a_word_only_it_contains(offline, visits, docn
     word = unique_word(docname, visits)
     assert word, f"{docname} has no word of its own to search for"
     page = offline.context.new_page()
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{offline.base_url}search.html?q={word}")
     page.wait_for_function(
         "() => { const s = document.querySelector('#search-results .search-summary'); return s && s.innerText; }"
@@ -57,6 +60,7 @@ def test_search_finds_a_chapter_by_a_word_only_it_contains(offline, visits, docn
     summary = page.locator("#search-results .search-summary").inner_text()
     page.close()
     assert page_path(offline.url(docname)) in found, f"searching {word!r} found {found} ({summary})"
+    assert errors == [], f"console errors on the search page: {errors}"
 
 
 def repository_settings() -> dict:
