@@ -118,6 +118,8 @@ def plot_learning_speed(results, measures=SPEED_MEASURES, column_title=_layers_t
             for k in range(1, result.config.hidden_layers + 1):
                 values = _values(result.history, f"{measure}_hidden_{k}")
                 epochs = np.arange(len(values))
+                # A log axis cannot show zero (a layer that did not move); leave a gap instead.
+                values[values <= 0] = np.nan
                 keep = epochs >= (1 if measure == "weight_change" else 0)
                 ax.plot(epochs[keep], values[keep], color=colours[k - 1], marker=".", markersize=3,
                         label=f"hidden layer {k}")

@@ -85,6 +85,14 @@ def test_learning_speed_plot_is_log_scaled_with_a_line_per_layer():
         plots.plot_learning_speed([_fake_result(0, 0.0)])
 
 
+def test_learning_speed_plot_leaves_gaps_for_zero_speeds():
+    result = _fake_result(1, 0.0)
+    result.history["weight_change_hidden_1"][2] = 0.0
+    figure = plots.plot_learning_speed([result])
+    change = figure.axes[1].lines[0].get_ydata()
+    assert np.isnan(change[1]) and np.all(np.isfinite(np.delete(change, 1)))
+
+
 def test_curves_and_speed_comparison():
     results = [_fake_result(1, 0.0), _fake_result(2, 0.0)]
     figure = plots.plot_curves(results, ["a", "b"], log_loss=True)
