@@ -115,7 +115,7 @@ class _Program:
         mini-batches) and each hidden kernel's mean relative change |W_new - W_old| / |W_old|.
         """
         self.penalty.coefficient = l2
-        before = [ops.convert_to_tensor(kernel) for kernel in self.kernels]
+        before = [tf.identity(kernel.value) for kernel in self.kernels]  # a read now, not a handle
         weights = self.template.trainable_variables
         full, rest = divmod(x.shape[0], self.batch_size)
 
