@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import numpy as np
 import pytest
@@ -178,3 +179,23 @@ def test_dask_local_cluster_records_a_failing_run_and_finishes_the_others(tmp_pa
     failed = rows["hidden_layers=_1"]
     assert failed["status"] == "failed" and "hidden_layers must be a whole number" in failed["error"]
     assert failed["tiny_test_accuracy"] == ""
+
+
+def test_train_grid_rows_summary_and_figure(tiny_data):
+    base = ml.Config(epochs=1, per_class=5)
+    rows = sweep_report.train_grid(base, {"hidden_layers": [1], "l2_lambda": [0.0, 5.0]}, [0, 1], tiny_data)
+    assert [(row["hidden_layers"], row["l2_lambda"], row["seed"]) for row in rows] == [
+        (1, 0.0, 0), (1, 0.0, 1), (1, 5.0, 0), (1, 5.0, 1)]
+    alone = ml.train(ml.Config(epochs=1, per_class=5, l2_lambda=5.0, seed=1), tiny_data)
+    assert rows[3]["test_accuracy"] == pytest.approx(alone.final["test_accuracy"])
+    table = sweep_report.summarise(rows, ["hidden_layers", "l2_lambda", "seed"])
+    assert [(entry["l2_lambda"], entry["runs"]) for entry in table] == [("0.0", 2), ("5.0", 2)]
+    values = np.array([rows[2]["train_accuracy"], rows[3]["train_accuracy"]])
+    assert table[1]["train_accuracy_mean"] == pytest.approx(values.mean())
+    assert table[1]["train_accuracy_std"] == pytest.approx(values.std(ddof=1))
+    figure = sweep_report.plot_summary(rows, ["hidden_layers", "l2_lambda", "seed"], ["test_accuracy"],
+                                       highlight_seed=0)
+    assert len(figure.axes) == 1 and len(figure.axes[0].get_xticklabels()) == 2
+    plt.close(figure)
+    text = sweep_report.format_table(table, ["l2_lambda", "test_accuracy_mean"])
+    assert text.splitlines()[1].split() == ["0.0", f"{table[0]['test_accuracy_mean']:.3f}"]
