@@ -137,7 +137,7 @@ def test_killed_sweep_resumes_with_only_the_unfinished_runs(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "mnistlab", "sweep", *arguments, "--workers", "1",
                                 "--no-progress"], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
             if (out / "results.csv").exists() and read_rows(out):
