@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import one_hot, standardisation_stats
-from .models import l2_coefficient
+from .models import hidden_layers_of, l2_coefficient
 
 OUTPUTS = ("softmax", "sigmoid")
 SCALINGS = ("standardise", "unit")
@@ -100,6 +100,27 @@ def speeds_at_initialisation(hidden_layers: int, x: np.ndarray, targets: np.ndar
         gradients = bias_gradients(weights, biases, x, targets, output)
         rows.append([float(np.linalg.norm(g)) for g in gradients[:-1]])
     return np.array(rows)
+
+
+class WeightNormChange(keras.callbacks.Callback):
+    """How much each hidden layer's kernel moved in an epoch, as a whole: ||W_new - W_old|| / ||W_old||.
+
+    Unlike the mean of the entry-wise ratios |dW / W|, which the few weights that happen
+    to lie near zero dominate, this ratio of norms weighs every entry by its size.
+    `history["norm_change_hidden_<k>"]` gets one value per epoch, with 0 at initialisation
+    in front so it lines up with the other learning-speed lists (epochs + 1 values).
+    """
+
+    def on_train_begin(self, logs=None):
+        self._previous = [layer.kernel.numpy().astype(np.float64) for layer in hidden_layers_of(self.model)]
+        self.history = {f"norm_change_hidden_{k}": [0.0] for k in range(1, len(self._previous) + 1)}
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = [layer.kernel.numpy().astype(np.float64) for layer in hidden_layers_of(self.model)]
+        for k, (old, new) in enumerate(zip(self._previous, current), start=1):
+            size = np.linalg.norm(old)
+            self.history[f"norm_change_hidden_{k}"].append(float(np.linalg.norm(new - old) / size) if size else 0.0)
+        self._previous = current
 
 
 def weight_decay_factor(learning_rate: float, l2_lambda: float, num_train: int, convention: str = "nielsen") -> float:

@@ -168,3 +168,32 @@ def test_squared_weights_sums_kernels_only(tiny):
     kernels = [layer.kernel.numpy().astype(np.float64) for layer in model.layers if hasattr(layer, "kernel")]
     assert len(kernels) == 3
     assert dg.squared_weights(model) == pytest.approx(sum(np.sum(k ** 2) for k in kernels), rel=1e-6)
+
+
+def test_weight_norm_change_against_numpy(tiny):
+    model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=3)
+    callback = dg.WeightNormChange()
+    callback.set_model(model)
+    callback.on_train_begin()
+    kernels = [model.get_layer(f"hidden_{k}").kernel for k in (1, 2)]
+    before = [k.numpy().astype(np.float64) for k in kernels]
+    rng = np.random.default_rng(0)
+    after = [b + rng.normal(scale=0.01, size=b.shape) for b in before]
+    for kernel, value in zip(kernels, after):
+        kernel.assign(value.astype(np.float32))
+    callback.on_epoch_end(0)
+    for k in (1, 2):
+        expected = np.linalg.norm(after[k - 1] - before[k - 1]) / np.linalg.norm(before[k - 1])
+        assert callback.history[f"norm_change_hidden_{k}"] == pytest.approx([0.0, expected], rel=1e-5)
+    callback.on_epoch_end(1)  # nothing moved since
+    assert callback.history["norm_change_hidden_1"][-1] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_weight_norm_change_works_through_train(tiny):
+    callback = dg.WeightNormChange()
+    result = ml.train(ml.Config(hidden_layers=2, units=4, epochs=2, per_class=3, l2_lambda=0), tiny,
+                      callbacks=[callback])
+    for k in (1, 2):
+        values = callback.history[f"norm_change_hidden_{k}"]
+        assert len(values) == 3 and values[0] == 0.0 and all(v > 0 for v in values[1:])
+    assert len(result.history["loss"]) == 2
