@@ -22,8 +22,6 @@ RESULTS_FILE = "results.csv"
 SUMMARY_TABLE = "summary.csv"
 SUMMARY_FIGURE = "summary.png"
 FIXED_COLUMNS = ("seconds", "status", "error")
-# Glue stores display=False values under this prefix (myst_nb.ext.glue.GLUE_PREFIX).
-GLUE_PREFIX = "application/papermill.record/"
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
 
 
@@ -121,7 +119,7 @@ def check_parameters(notebook: str, grid: dict | None = None, seeds=None) -> dic
     for name, values in grid.items():
         if name not in parameters:
             raise ValueError(f"unknown parameter {name!r}; {valid}")
-        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        values = [values] if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") else list(values)
         if not values:
             raise ValueError(f"parameter {name!r} has no values; {valid}")
         type_name = parameters[name][0]
@@ -242,10 +240,16 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
 
 # ---------------------------------------------------------------- results on disk
 
+_UMASK = []
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    # os.umask can only be read by setting it; do that once, before any run's process is started.
+    if not _UMASK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        _UMASK.append(mask)
+    return _UMASK[0]
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -375,6 +379,7 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
             for identifier, parameters in zip(identifiers, runs) if identifier not in finished]
     client, owned = connect(scheduler) if scheduler is not None and jobs else (None, False)
     os.makedirs(out, exist_ok=True)
+    _umask()
     parameter_names = list(checked)
     executed = []
     bar = None

@@ -80,6 +80,7 @@ def test_check_parameters_coerces_text_and_python_values():
     grid = check_parameters(TINY, {"hidden_layers": ["1", 2], "l2_lambda": ["0", 5]}, seeds=["2"])
     assert grid == {"hidden_layers": [1, 2], "l2_lambda": [0.0, 5.0], "seed": [2]}
     assert isinstance(grid["l2_lambda"][0], float)
+    assert check_parameters(TINY, {"source": "keras"}, seeds=range(2)) == {"source": ["keras"], "seed": [0, 1]}
     with pytest.raises(ValueError, match="expects int"):
         check_parameters(TINY, {"epochs": [True]})
     assert run_id({"hidden_layers": 1, "l2_lambda": 0.0, "seed": 2}) == "hidden_layers=1-l2_lambda=0.0-seed=2"
