@@ -37,7 +37,7 @@ async () => {
   if (!document.querySelector('script[src*="mathjax"]')) return "no math on this page";
   const start = Date.now();
   while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
-    if (Date.now() - start > 20000) return "MathJax never started";
+    if (Date.now() - start > 10000) return "MathJax never started";
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   await MathJax.startup.promise;

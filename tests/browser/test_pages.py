@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from book_browser import MATH_CHAPTERS, SCREENSHOT_DIR, VIEWPORT, slug
+from book_browser import MATH_CHAPTERS, SCREENSHOT_DIR, VIEWPORT, WAIT_FOR_MATH, slug
 
 
 def test_page_loads_without_console_errors_or_failed_local_requests(visits, docname):
@@ -82,3 +82,27 @@ def test_readers_see_no_warning_output_nan_or_raw_markdown(visits, docname):
     assert page.data["notANumber"] == [], f"nan/inf shown on {page.url}: {page.data['notANumber']}"
     # A Markdown table printed by a cell shows as pipes unless myst-nb renders Markdown outputs as MyST.
     assert page.data["rawMarkdownTables"] == [], f"unrendered Markdown table on {page.url}: {page.data['rawMarkdownTables']}"
+
+
+def test_math_typesets_when_the_book_is_opened_from_disk(browser, html_dir, docnames):
+    # `python3 tasks.py book` points readers at _build/html/index.html: file:// must work offline too.
+    chapter = next(name for name in docnames if slug(name) == MATH_CHAPTERS[0])
+    context = browser.new_context(viewport=VIEWPORT)
+    blocked, errors = [], []
+
+    def route(request_route):
+        if request_route.request.url.startswith(("file:", "data:")):
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort("blockedbyclient")
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto((html_dir / f"{chapter}.html").as_uri())
+    state = page.evaluate(WAIT_FOR_MATH)
+    rendered = page.locator("article mjx-container").count()
+    context.close()
+    assert state == "typeset" and rendered > 0, f"{state}, {rendered} equations rendered"
+    assert errors == [] and blocked == [], f"console errors {errors}, off-site requests {blocked}"
