@@ -58,6 +58,7 @@ COLLECT = """
   const wide = (element) => element.scrollWidth > element.clientWidth + 1;
   const sideways = [...article.querySelectorAll(
       'pre, table, mjx-container[display="true"], .cell_output .output, .pasted-text')]
+    .filter((element) => element.checkVisibility())  // folded cells ("show code") are not read
     .filter((element) => wide(element) || (element.parentElement && wide(element.parentElement) &&
                                             element.parentElement.classList.contains("table-wrapper")))
     .map((element) => `${describe(element)} needs ${element.scrollWidth} px, shows ${element.clientWidth} px`);
