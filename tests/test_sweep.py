@@ -157,6 +157,10 @@ def test_killed_sweep_resumes_with_only_the_unfinished_runs(tmp_path):
     assert os.stat(out / f"{first}.ipynb").st_mtime_ns == stamp
     rows = read_rows(out)
     assert [row["status"] for row in rows] == ["ok"] * 3 and len({row["run_id"] for row in rows}) == 3
+    # each run trained what its parameters say: the same fit in this process gives the glued accuracy
+    for row in rows:
+        alone = ml.train(ml.Config(hidden_layers=1, l2_lambda=0.0, epochs=1, per_class=5, seed=int(row["seed"])))
+        assert float(row["tiny_test_accuracy"]) == pytest.approx(alone.final["test_accuracy"])
     # the spread across seeds, against NumPy on the same rows
     table = sweep_report.summarise(rows, ["hidden_layers", "seed"])
     losses = np.array([float(row["tiny_loss"]) for row in rows])
