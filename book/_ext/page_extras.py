@@ -25,12 +25,8 @@ def add_markdown_download(app: Sphinx, pagename: str, templatename: str, context
     # The book reads the .ipynb (stored outputs) and excludes book/*.md, so Sphinx never copies the pair.
     if doctree is None or context.get("page_source_suffix") != ".ipynb":
         return
-    pair = Path(app.srcdir) / f"{pagename}{PAIR_SUFFIX}"
-    if not pair.is_file():
+    if not (Path(app.srcdir) / f"{pagename}{PAIR_SUFFIX}").is_file():
         return
-    target = Path(app.outdir) / "_sources" / f"{pagename}{PAIR_SUFFIX}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pair, target)
     for group in context.get("header_buttons", []):
         if group.get("label") != "download-buttons":
             continue
@@ -46,6 +42,20 @@ def add_markdown_download(app: Sphinx, pagename: str, templatename: str, context
                 "label": "download-markdown-button",
             },
         )
+
+
+def copy_markdown_pairs(app: Sphinx, exception) -> None:
+    # Every pair, not only the pages rewritten by this build: Sphinx does not track the excluded .md,
+    # so an edited .md next to an unchanged .ipynb would otherwise be served stale.
+    if exception is not None or app.builder.format != "html":
+        return
+    for docname in sorted(app.env.found_docs):
+        notebook = Path(app.srcdir) / f"{docname}.ipynb"
+        pair = notebook.with_suffix(PAIR_SUFFIX)
+        if notebook.is_file() and pair.is_file():
+            target = Path(app.outdir) / "_sources" / f"{docname}{PAIR_SUFFIX}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pair, target)
 
 
 def drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
@@ -82,6 +92,7 @@ def write_style(app: Sphinx) -> None:
 
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", write_style)
+    app.connect("build-finished", copy_markdown_pairs)
     app.add_css_file(STYLE_FILE)
     # sphinx-book-theme fills header_buttons at priority 501; ours run afterwards.
     app.connect("html-page-context", add_markdown_download, priority=600)
