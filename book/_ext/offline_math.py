@@ -63,7 +63,7 @@ def copy_mathjax(app: Sphinx) -> None:
 
 
 def use_local_mathjax(app: Sphinx, config) -> None:
-    # Only replace the CDN default: an explicit mathjax_path in _config.yml still wins.
+    # Any CDN URL (Sphinx's default) is replaced; a local mathjax_path set in _config.yml is kept.
     if "://" in config.mathjax_path:
         config.mathjax_path = f"{TARGET}/{ENTRY}"
 
