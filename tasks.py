@@ -61,7 +61,7 @@ def test() -> None:
     browser_tests = ROOT / "tests" / "browser"
     if browser_tests.is_dir():
         start = time.perf_counter()
-        run(tool("pytest"), browser_tests, "-q", "-p", "no:cacheprovider")
+        run(tool("pytest"), browser_tests, "-q", "-p", "no:cacheprovider", "--confcutdir", browser_tests)
         timings["browser tests"] = time.perf_counter() - start
     print("timings: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items()))
 
