@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import keras
 import numpy as np
@@ -14,6 +15,7 @@ from .models import hidden_layers_of
 # Compiled programs by architecture: models that differ only in weights, L2 strength or
 # learning rate (the six study configurations pair up this way) share one compilation.
 _PROGRAMS: dict = {}
+_PROGRAMS_LOCK = threading.Lock()
 
 
 def input_pipeline(x, y_onehot, batch_size: int, orders: np.ndarray) -> tf.data.Dataset:
@@ -83,6 +85,7 @@ class _Program:
 
     def __init__(self, template: keras.Model, optimizer, batch_size: int, jit_compile: bool):
         self.template = template
+        self.lock = threading.Lock()  # one run at a time may use the template's variables
         self.optimizer = optimizer
         self.batch_size = batch_size
         self.penalty = _TensorL2()
@@ -214,13 +217,14 @@ def _architecture(model: keras.Model) -> tuple:
 
 def _program(model: keras.Model, make_template, batch_size: int, jit_compile: bool) -> _Program:
     key = (_architecture(model), batch_size, jit_compile)
-    if key not in _PROGRAMS:
-        template = make_template()
-        if _architecture(template) != key[0]:
-            raise ValueError("make_template() must build a model of the same architecture as the one trained")
-        optimizer = template.optimizer.__class__.from_config(model.optimizer.get_config())
-        _PROGRAMS[key] = _Program(template, optimizer, batch_size, jit_compile)
-    program = _PROGRAMS[key]
+    with _PROGRAMS_LOCK:
+        if key not in _PROGRAMS:
+            template = make_template()
+            if _architecture(template) != key[0]:
+                raise ValueError("make_template() must build a model of the same architecture as the one trained")
+            optimizer = template.optimizer.__class__.from_config(model.optimizer.get_config())
+            _PROGRAMS[key] = _Program(template, optimizer, batch_size, jit_compile)
+        program = _PROGRAMS[key]
     regularised = [v.regularizer is not None for v in model.trainable_variables]
     if any(regularised) and regularised != program.regularised:
         raise ValueError("the fast engine needs L2 on the same kernels as the template, or on none")
@@ -243,6 +247,12 @@ def fit(model: keras.Model, make_template, x_train, y_train_onehot, x_test, y_te
     on_train_end, and may set `model.stop_training`; batch-level hooks are not called.
     """
     program = _program(model, make_template, batch_size, jit_compile)
+    with program.lock:
+        return _fit(program, model, x_train, y_train_onehot, x_test, y_test_onehot, batch_size, orders,
+                    list(callbacks), verbose)
+
+
+def _fit(program, model, x_train, y_train_onehot, x_test, y_test_onehot, batch_size, orders, callbacks, verbose):
     num_epochs = len(orders)
     model.optimizer.build(model.trainable_variables)
     model_variables = (list(model.trainable_variables) + list(model.non_trainable_variables)
@@ -269,7 +279,6 @@ def fit(model: keras.Model, make_template, x_train, y_train_onehot, x_test, y_te
         history[f"speed_hidden_{k}"] = [float(start["speed"][k - 1])]
         history[f"weight_change_hidden_{k}"] = [0.0]
 
-    callbacks = list(callbacks)
     for callback in callbacks:
         callback.set_model(model)
         callback.set_params({"epochs": num_epochs, "steps": -(-len(x_train) // batch_size), "verbose": verbose})
