@@ -126,3 +126,13 @@ def test_bench_help_works(capsys):
         bench.main(["--help"])
     assert stopped.value.code == 0
     assert "--skip-original" in capsys.readouterr().out
+
+
+def test_train_many_in_threads_equals_one_by_one(tiny_data):
+    configs = [dataclasses.replace(TINY, hidden_layers=h, l2_lambda=lam) for h, lam in ((1, 0.0), (2, 5.0), (1, 5.0))]
+    threaded = ml.train_many(configs, tiny_data, workers=2)
+    alone = [ml.train(config, tiny_data) for config in configs]
+    assert [r.config for r in threaded] == configs
+    assert [r.history for r in threaded] == [r.history for r in alone]
+    with pytest.raises(ValueError, match="workers"):
+        ml.train_many(configs, tiny_data, workers=0)
