@@ -145,6 +145,30 @@ def squared_weights(model: keras.Model) -> float:
     return float(sum(np.sum(np.square(kernel.numpy().astype(np.float64))) for kernel in _kernels(model)))
 
 
+def summarise(result, data) -> dict:
+    """The numbers a chapter reports about one finished run, rounded to 4 decimals.
+
+    Final train/test accuracy and their gap, the best held-out accuracy over the epochs
+    and its epoch (from 1), the final model's held-out cross-entropy without and its L2
+    penalty term, its sum of squared weights, and the lowest held-out loss (as Keras
+    logs it, penalty included) with its epoch and the last one.
+    """
+    history = result.history
+    test_errors = np.array([np.nan if v is None else v for v in history["val_zero_one_error"]], dtype=float)
+    test_losses = np.array([np.nan if v is None else v for v in history["val_loss"]], dtype=float)
+    test_loss = loss_parts(result.model, data.x_test, data.y_test)
+    values = {
+        "train_accuracy": result.final["train_accuracy"], "test_accuracy": result.final["test_accuracy"],
+        "gap": result.final["train_accuracy"] - result.final["test_accuracy"],
+        "best_test_accuracy": 1.0 - float(np.nanmin(test_errors)), "best_epoch": int(np.nanargmin(test_errors)) + 1,
+        "test_cross_entropy": test_loss["cross_entropy"], "penalty": test_loss["penalty"],
+        "squared_weights": squared_weights(result.model),
+        "min_test_loss": float(np.nanmin(test_losses)), "min_test_loss_epoch": int(np.nanargmin(test_losses)) + 1,
+        "final_test_loss": float(test_losses[-1]),
+    }
+    return {key: round(float(value), 4) if isinstance(value, float) else value for key, value in values.items()}
+
+
 def loss_parts(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:
     """The two terms of the training loss at the current weights: mean cross-entropy and L2 penalty."""
     probabilities = model(np.asarray(images), training=False)

@@ -137,11 +137,13 @@ def plot_learning_speed(results, measures=SPEED_MEASURES, column_title=_layers_t
 
 
 def plot_speed_comparison(measured: dict, published: dict, spread: dict | None = None,
-                          measured_label: str = "ours", published_label: str = "Nielsen (published)"):
+                          measured_label: str = "ours", published_label: str = "Nielsen (published)",
+                          others: dict | None = None):
     """Speed of each hidden layer at initialisation, ours next to published, one panel per depth.
 
     `measured` and `published` map a number of hidden layers to per-layer speeds;
-    `spread` (optional) maps it to per-layer standard deviations shown as error bars.
+    `spread` (optional) maps it to per-layer standard deviations shown as error bars;
+    `others` (optional) maps a label to a further such mapping, drawn as triangles.
     """
     depths = sorted(measured)
     figure, axes = plt.subplots(1, len(depths), figsize=(BOOK_WIDTH, 3.0), sharey=True, squeeze=False)
@@ -151,6 +153,8 @@ def plot_speed_comparison(measured: dict, published: dict, spread: dict | None =
                     capsize=3, label=measured_label)
         if depth in published:
             ax.plot(layers + 0.08, published[depth], "s", label=published_label)
+        for index, (label, values) in enumerate((others or {}).items()):
+            ax.plot(layers, values[depth], "^", color=f"C{index + 2}", label=label)
         ax.set_yscale("log")
         ax.set_xticks(layers)
         ax.set_xlabel("hidden layer")
@@ -158,7 +162,7 @@ def plot_speed_comparison(measured: dict, published: dict, spread: dict | None =
         ax.grid(alpha=0.3, which="both")
     axes[0, 0].set_ylabel(r"$\|\partial C / \partial b^l\|$ at initialisation")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=8)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
 

@@ -197,3 +197,18 @@ def test_weight_norm_change_works_through_train(tiny):
         values = callback.history[f"norm_change_hidden_{k}"]
         assert len(values) == 3 and values[0] == 0.0 and all(v > 0 for v in values[1:])
     assert len(result.history["loss"]) == 2
+
+
+def test_summarise_reads_history_and_model(tiny):
+    result = ml.train(ml.Config(hidden_layers=1, units=4, epochs=3, per_class=3, l2_lambda=5), tiny)
+    result.history["val_zero_one_error"] = [0.5, 0.2, 0.4]
+    result.history["val_loss"] = [2.0, 1.5, 1.7]
+    result.final.update(train_accuracy=0.9, test_accuracy=0.6)
+    values = dg.summarise(result, tiny)
+    assert values["gap"] == pytest.approx(0.3)
+    assert values["best_test_accuracy"] == pytest.approx(0.8) and values["best_epoch"] == 2
+    assert values["min_test_loss"] == 1.5 and values["min_test_loss_epoch"] == 2 and values["final_test_loss"] == 1.7
+    assert values["squared_weights"] == pytest.approx(dg.squared_weights(result.model), abs=1e-4)
+    coefficient = ml.l2_coefficient(5, tiny.num_train)
+    assert values["penalty"] == pytest.approx(coefficient * dg.squared_weights(result.model), abs=1e-4)
+    assert all(round(v, 4) == v for v in values.values())

@@ -102,8 +102,11 @@ def test_curves_and_speed_comparison():
         plots.plot_curves(results, ["a"])
     figure = plots.plot_speed_comparison({2: [0.1, 0.3], 3: [0.01, 0.05, 0.2]},
                                          {2: (0.07, 0.31), 3: (0.012, 0.06, 0.283)},
-                                         spread={2: [0.01, 0.02], 3: [0.001, 0.01, 0.02]})
+                                         spread={2: [0.01, 0.02], 3: [0.001, 0.01, 0.02]},
+                                         others={"softmax": {2: [0.01, 0.05], 3: [0.002, 0.01, 0.05]}})
     assert len(figure.axes) == 2 and figure.axes[0].get_yscale() == "log"
+    assert [line.get_label() for line in figure.axes[1].lines][-1] == "softmax"
+    assert list(figure.axes[1].lines[-1].get_ydata()) == [0.002, 0.01, 0.05]
 
 
 def test_step_plot_starts_the_weights_at_initialisation():
