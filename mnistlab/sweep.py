@@ -381,6 +381,7 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
     os.makedirs(out, exist_ok=True)
     _umask()
     parameter_names = list(checked)
+    planned = set(identifiers)
     executed = []
     bar = None
     if progress and jobs:
@@ -393,7 +394,10 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
             if outcome["notebook"] is not None:
                 write_atomic(os.path.join(out, identifier + ".ipynb"), outcome["notebook"])
             rows[identifier] = _row(identifier, outcome)
-            write_results(out, list(rows.values()), parameter_names)
+            # grid order, whatever order the runs finish in; rows of other grids in this folder follow
+            ordered = [rows[name] for name in identifiers if name in rows]
+            write_results(out, ordered + [row for name, row in rows.items() if name not in planned],
+                          parameter_names)
             executed.append(identifier)
             if bar is not None:
                 bar.update(1)
