@@ -37,7 +37,12 @@ def notebook_parameters(notebook: str) -> dict:
 
     if not os.path.isfile(notebook):
         raise ValueError(f"no such notebook: {notebook}")
-    inspected = papermill.inspect_notebook(notebook)
+    if not notebook.endswith(".ipynb"):
+        raise ValueError(f"{notebook} is not a .ipynb notebook (a chapter's .md has a paired .ipynb to sweep)")
+    try:
+        inspected = papermill.inspect_notebook(notebook)
+    except Exception as error:  # not JSON, not a notebook, ...: bad input, said in one line
+        raise ValueError(f"cannot read {notebook} as a notebook: {type(error).__name__}: {error}") from None
     if not inspected:
         raise ValueError(f"{notebook} has no cell tagged 'parameters' (or it assigns nothing)")
     parameters = {}

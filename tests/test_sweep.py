@@ -72,6 +72,18 @@ def test_seeds_for_a_notebook_without_seed_is_a_bad_parameter(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("name, expected", [("missing.ipynb", "no such notebook"),
+                                            ("chapter.md", "not a .ipynb notebook"),
+                                            ("broken.ipynb", "cannot read")])
+def test_bad_notebook_exits_2(tmp_path, capsys, name, expected):
+    path = tmp_path / name
+    if name != "missing.ipynb":
+        path.write_text("# not a notebook\n")
+    assert main([str(path), "--out", str(tmp_path / "runs")]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and error.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
 def test_help_works(capsys):
     assert main(["--help"]) == 0
     assert "--scheduler" in capsys.readouterr().out
