@@ -99,6 +99,7 @@ def train(config: Config = Config(), data: CourseData | None = None, verbose: in
         metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_test, data.y_test), speed, guard]
         fitted = model.fit(fast.input_pipeline(data.x_train, one_hot(data.y_train), config.batch_size, orders),
                            epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
+                           shuffle=False,  # the dataset already is in the seeded order
                            validation_data=(data.x_test, one_hot(data.y_test)),
                            validation_batch_size=len(data.x_test), verbose=verbose,
                            callbacks=metric_callbacks + list(callbacks or []))
