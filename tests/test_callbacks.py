@@ -2,7 +2,7 @@ import keras
 import numpy as np
 
 import mnistlab as ml
-from conftest import numpy_mlp_gradients
+from numpy_reference import numpy_mlp_gradients
 
 
 def fit_with(model, data, callbacks, epochs=2, learning_rate=0.1):

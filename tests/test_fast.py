@@ -6,7 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import numpy_mlp_gradients
+from numpy_reference import numpy_mlp_gradients
 
 import mnistlab as ml
 from mnistlab import bench

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import mnistlab as ml
-from conftest import numpy_mlp_gradients
+from numpy_reference import numpy_mlp_gradients
 
 
 @pytest.mark.parametrize("hidden_layers, expected", [(0, 7850), (1, 23860), (2, 24790), (3, 25720)])
