@@ -102,6 +102,7 @@ def run(per_class: int, epochs: int, skip_original: bool, skip_cnn: bool, tolera
     data = ml.load_course_data(per_class)
     base = ml.Config(per_class=per_class, epochs=epochs, seed=seed)
     configs = [dataclasses.replace(base, hidden_layers=h, l2_lambda=lam) for h, lam in ml.STUDY_GRID]
+    load_at_start = machine()["load_average_1min"]  # other processes' load colours every timing
     fast.clear_compiled()
     start, cpu_start = time.perf_counter(), time.process_time()
     results = ml.study(base, data)
@@ -134,7 +135,7 @@ def run(per_class: int, epochs: int, skip_original: bool, skip_cnn: bool, tolera
         gaps = [abs(row[f"mnistlab_{kind}_accuracy"] - row[f"plain_{kind}_accuracy"])
                 if row[f"mnistlab_{kind}_accuracy"] is not None else float("inf") for kind in ("test", "running")]
         row["agrees"] = max(gaps) <= tolerance
-    return {"machine": machine(), "per_class": per_class, "epochs": epochs, "tolerance": tolerance,
+    return {"machine": machine(), "load_average_at_start": load_at_start, "per_class": per_class, "epochs": epochs, "tolerance": tolerance,
             "rows": rows, "study": summary, "agrees": all(row["agrees"] for row in rows)}
 
 
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmnistlab's study: {study['mnistlab_seconds']:.1f} s wall with its default threads "
           f"({study['mnistlab_cpu_seconds']:.1f} s of CPU), {study['mnistlab_one_thread_seconds']:.1f} s in one "
           f"thread; both include compiling. Per-configuration mnistlab times overlap (two at a time).")
-    print(f"{info['cores']} cores, {info['cpu']}, load average {info['load_average_1min']} at the end; "
+    print(f"{info['cores']} cores, {info['cpu']}, load average {report['load_average_at_start']} at the start "
+          f"and {info['load_average_1min']} at the end; "
           f"Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}; "
           f"{args.per_class * 10} training and {args.per_class * 10} test images, {args.epochs} epochs.")
     if args.json:
