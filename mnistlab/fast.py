@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 
@@ -206,13 +207,27 @@ _IGNORED = {"name", "seed", "dtype", "kernel_initializer", "bias_initializer", "
             "bias_regularizer", "mean", "variance"}
 
 
+def _constants_digest(model: keras.Model) -> str:
+    """A digest of the standardisation constants, which Keras bakes into the traced graph.
+
+    Normalization layers built with a given mean and variance hold them as constants, not
+    variables: a program compiled for one training set must not serve another.
+    """
+    digest = hashlib.sha256()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            for array in (layer.mean, layer.variance):
+                digest.update(np.asarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def _architecture(model: keras.Model) -> tuple:
     """What a compiled program depends on besides tensors: layer types and settings, shapes, optimizer."""
     layers = tuple((layer.__class__.__name__,
                     repr(sorted((k, v) for k, v in layer.get_config().items() if k not in _IGNORED)))
                    for layer in model.layers)
     optimizer = model.optimizer.get_config()
-    return (layers, tuple(tuple(v.shape) for v in model.trainable_variables),
+    return (layers, _constants_digest(model), tuple(tuple(v.shape) for v in model.trainable_variables),
             tuple(tuple(v.shape) for v in model.non_trainable_variables),
             model.optimizer.__class__.__name__, repr(sorted((k, v) for k, v in optimizer.items()
                                            if k not in ("name", "learning_rate"))))

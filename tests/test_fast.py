@@ -136,3 +136,17 @@ def test_train_many_in_threads_equals_one_by_one(tiny_data):
     assert [r.history for r in threaded] == [r.history for r in alone]
     with pytest.raises(ValueError, match="workers"):
         ml.train_many(configs, tiny_data, workers=0)
+
+
+def test_compiled_program_is_not_reused_across_training_sets():
+    """The standardisation constants are baked into the compiled graph: another data set needs its own."""
+    from mnistlab import fast
+
+    small = ml.Config(hidden_layers=1, l2_lambda=0.0, epochs=1, per_class=5)
+    larger = dataclasses.replace(small, per_class=20)
+    fast.clear_compiled()
+    reference = ml.train(small)
+    fast.clear_compiled()
+    ml.train(larger)
+    again = ml.train(small)
+    assert again.history == reference.history
