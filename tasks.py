@@ -52,8 +52,7 @@ def test() -> None:
     run(tool("pytest"), "tests", "-q", "-p", "no:cacheprovider", "--ignore=tests/browser")
     timings["unit tests"] = time.perf_counter() - start
     start = time.perf_counter()
-    run(tool("pytest"), "--nbval", "book", "-q", "-p", "no:cacheprovider", "--sanitize-with",
-        "book/nbval_sanitize.cfg")
+    run(tool("pytest"), "--nbval", "book", "-q", "-p", "no:cacheprovider")
     timings["nbval"] = time.perf_counter() - start
     start = time.perf_counter()
     build_book()

@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execute_book: not in _toc.yml: {', '.join(unknown)} (chapters: {', '.join(known)})",
               file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     total = 0.0
     for slug in slugs:
         try:
