@@ -20,7 +20,7 @@ SPEED_MEASURES = (
     ("speed", r"$\|\partial C / \partial b^l\|$"),
     ("weight_change", r"mean $|\Delta W / W|$ per epoch"),
 )
-BOOK_WIDTH = 9.0  # inches; wider figures get scaled down until labels are unreadable
+BOOK_WIDTH = 7.0  # inches; the book shows about 690 px, so a 100-dpi figure keeps its label size
 
 
 def _layers_title(count) -> str:

@@ -79,7 +79,7 @@ def label(entry: dict, parameter_names: list[str]) -> str:
 
 
 def plot_summary(rows: list[dict], parameter_names: list[str], metrics: list[str] | None = None,
-                 width: float = 9.0, highlight_seed=None):
+                 width: float = 7.0, highlight_seed=None):
     """A figure with one panel per metric: every seed's value as a dot, the mean across seeds with a
     bar of plus/minus one standard deviation, one column per configuration. The runs with seed
     `highlight_seed`, if given, are marked: the numbers a single-run study would have reported."""
