@@ -6,11 +6,11 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 
 from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, MODELS, OPTIMIZERS, STUDY_GRID, Config
 from .data import SOURCES
+from .files import atomic_path
 
 DEFAULTS = Config()
 
@@ -76,15 +76,8 @@ def _check_writable(path: str | None, suffix: str | None = None) -> None:
 
 
 def _save_model_atomic(model, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".keras")
-    os.close(handle)
-    try:
+    with atomic_path(path, ".keras") as temporary:  # Keras wants the suffix on the file it writes
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def _progress_callback():

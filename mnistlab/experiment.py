@@ -8,17 +8,16 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from . import callbacks as cb
 from . import fast
 from .config import STUDY_GRID, Config
 from .data import CourseData, load_course_data, one_hot
+from .files import write_atomic
 from .models import build_cnn, build_mlp, l2_coefficient, make_optimizer
 
 @dataclasses.dataclass
@@ -148,14 +147,5 @@ def study(base: Config = Config(), data: CourseData | None = None, verbose: int 
 
 
 def write_json_atomic(path: str, payload) -> None:
-    """Write JSON to `path` through a temporary file, so a failure leaves no half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Write JSON to `path` atomically, so a failure leaves no half-written file."""
+    write_atomic(path, json.dumps(payload, indent=1))

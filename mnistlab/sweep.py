@@ -18,6 +18,8 @@ import tempfile
 import time
 import uuid
 
+from .files import umask, write_atomic
+
 RESULTS_FILE = "results.csv"
 SUMMARY_TABLE = "summary.csv"
 SUMMARY_FIGURE = "summary.png"
@@ -245,32 +247,6 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
 
 # ---------------------------------------------------------------- results on disk
 
-_UMASK = []
-
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; do that once, before any run's process is started.
-    if not _UMASK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _UMASK.append(mask)
-    return _UMASK[0]
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and os.replace."""
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def read_results(out: str) -> list[dict]:
     """The rows of `out`/results.csv as dicts of text (empty list if there is none yet)."""
     path = os.path.join(out, RESULTS_FILE) if os.path.isdir(out) or not out.endswith(".csv") else out
@@ -384,7 +360,7 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
             for identifier, parameters in zip(identifiers, runs) if identifier not in finished]
     client, owned = connect(scheduler) if scheduler is not None and jobs else (None, False)
     os.makedirs(out, exist_ok=True)
-    _umask()
+    umask()  # read before any run starts: reading it sets it, which races with the run threads
     parameter_names = list(checked)
     planned = set(identifiers)
     executed = []

@@ -8,11 +8,11 @@ import io
 import itertools
 import math
 import os
-import tempfile
 
 import numpy as np
 
-from .sweep import FIXED_COLUMNS, SUMMARY_FIGURE, SUMMARY_TABLE, _umask, write_atomic
+from .files import atomic_path, write_atomic
+from .sweep import FIXED_COLUMNS, SUMMARY_FIGURE, SUMMARY_TABLE
 
 SEED = "seed"
 
@@ -147,16 +147,11 @@ def write_summary(out: str, rows: list[dict], parameter_names: list[str]) -> lis
         writer.writerows(table)
     write_atomic(os.path.join(out, SUMMARY_TABLE), buffer.getvalue())
     figure = plot_summary(rows, parameter_names)
-    handle, temporary = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".png")
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=100)
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, os.path.join(out, SUMMARY_FIGURE))
+        with atomic_path(os.path.join(out, SUMMARY_FIGURE), ".png") as temporary:
+            figure.savefig(temporary, dpi=100)
     finally:
         plt.close(figure)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return table
 
 
