@@ -1,4 +1,4 @@
-"""The fast engine behind `ml.train`: an MLP's epoch of mini-batch SGD as one XLA call, its metrics as one more."""
+"""The fast engine behind `ml.train`: an epoch of mini-batch steps as one compiled call (XLA for MLPs), its metrics as one more."""
 
 from __future__ import annotations
 
@@ -103,13 +103,13 @@ class _Program:
         self.biases = [layer.bias for layer in hidden]
         # Plain tracing (no autograph): the loop is written as tf.while_loop, and autograph's
         # source conversion would cost about a second per architecture.
-        if jit_compile:
-            self.train_epoch = tf.function(self._train_epoch, jit_compile=True, autograph=False)
-        else:
-            # Without XLA one call per step (as `fit` does): a graph while-loop gains little
-            # over big steps and trips Grappler's remapper on the CNN's fused convolutions.
-            self.train_step = tf.function(self._step, autograph=False)
-            self.train_epoch = self._train_epoch_stepwise
+        # Without XLA (the CNN: XLA refuses MaxPool's gradient under op determinism and its
+        # CPU convolutions are far slower than oneDNN's) the epoch is still one graph call:
+        # 0.53-0.64 s per CNN epoch against 0.69-0.77 s for one call per mini-batch. In the
+        # loop body Grappler's remapper declines to fuse the first convolution with its
+        # LeakyReLU and logs an error (hidden at TF_CPP_MIN_LOG_LEVEL=3, which the package
+        # sets); the results are bit-identical with remapping switched off.
+        self.train_epoch = tf.function(self._train_epoch, jit_compile=jit_compile, autograph=False)
         # The metrics run once per epoch on whole sets: plain graph mode is about as fast
         # there and saves an XLA compilation (about a second of CPU) per architecture.
         self.measure = tf.function(self._measure, autograph=False)
@@ -173,19 +173,6 @@ class _Program:
             loss_sum, wrong_sum, seen = tf.cond(tf.math.is_finite(loss_sum), last,
                                                 lambda: (loss_sum, wrong_sum, seen))
         return loss_sum / seen, (seen - wrong_sum) / seen, self._changes(before, self.kernels)
-
-    def _train_epoch_stepwise(self, l2, x, y_onehot, order):
-        """`_train_epoch` with one compiled call per mini-batch."""
-        before = [kernel.numpy().copy() for kernel in self.kernels]
-        loss_sum = wrong_sum = seen = np.float32(0.0)  # float32 sums, like Keras' Mean metric
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
-            loss, wrong = self.train_step(l2, x, y_onehot, rows)
-            loss_sum, wrong_sum, seen = loss_sum + loss.numpy(), wrong_sum + wrong.numpy(), seen + len(rows)
-            if not math.isfinite(loss_sum):
-                break
-        return (loss_sum / seen, (seen - wrong_sum) / seen,
-                self._changes(before, [kernel.value for kernel in self.kernels]))
 
     def _measure(self, l2, x_train, y_train, x_test, y_test):
         """Every per-epoch metric of the current weights, on the whole training and held-out sets.

@@ -1,6 +1,9 @@
 import dataclasses
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -73,3 +76,14 @@ def test_study_runs_the_six_configurations(tiny_data):
     results = ml.study(dataclasses.replace(TINY, epochs=1), tiny_data)
     assert [(r.config.hidden_layers, r.config.l2_lambda) for r in results] == ml.STUDY_GRID
     assert len(ml.STUDY_GRID) == 6
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("2", "2")])
+def test_import_sets_one_thread_per_op_unless_the_user_chose(given, expected):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    if given is not None:
+        environment["TF_NUM_INTRAOP_THREADS"] = given
+    code = "import os, mnistlab; print(os.environ['TF_NUM_INTRAOP_THREADS'])"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == expected
