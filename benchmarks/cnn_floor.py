@@ -1,0 +1,133 @@
+"""How close the CNN's 30 epochs can come to 15 s here: the arithmetic alone, timed piece by piece.
+
+Run: python benchmarks/cnn_floor.py [--epochs 30] [--repeats 5]
+
+It times, on the bundled 1,000 training and 1,000 held-out images:
+  1. forward + backward of 100 batch-10 steps with no dropout, no augmentation, no loss
+     bookkeeping and no weight update (one graph while-loop): the convolutions' arithmetic;
+  2. the same with dropout on (training=True) and the augmentation layers;
+  3. the forward pass over both whole sets that per-epoch metrics need (as `ml.train` measures);
+  4. one epoch of mnistlab's engine (training + all metrics), for comparison.
+Then it extrapolates each to `--epochs` epochs and counts the floating-point work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+
+
+def conv_flops_per_image(model) -> tuple[int, int]:
+    """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers), and of forward + backward."""
+    import keras
+
+    forward = 0
+    first = True
+    backward = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            height, width, out_channels = layer.output.shape[1:]
+            kernel = int(np.prod(layer.kernel.shape[:-1]))
+            work = 2 * height * width * out_channels * kernel
+        elif isinstance(layer, keras.layers.Dense):
+            work = 2 * int(np.prod(layer.kernel.shape))
+        else:
+            continue
+        forward += work
+        # Backward: the kernel's gradient always; the input's gradient except for the first layer.
+        backward += work if first else 2 * work
+        first = False
+    return forward, forward + backward
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each piece (median reported)")
+    args = parser.parse_args()
+
+    import mnistlab as ml
+    from mnistlab import bench
+    import tensorflow as tf
+
+    data = ml.load_course_data()
+    config = dataclasses.replace(ml.Config(), model="cnn")
+    ml.set_seed(config.seed)
+    x_train = tf.constant(data.x_train.astype(np.float32))
+    y_train = tf.constant(ml.one_hot(data.y_train))
+    x_test = tf.constant(data.x_test.astype(np.float32))
+    steps = data.num_train // config.batch_size
+
+    def steps_loop(model, training):
+        weights = model.trainable_variables
+
+        @tf.function(autograph=False)
+        def run():
+            def body(i, total):
+                rows = tf.range(i * config.batch_size, (i + 1) * config.batch_size)
+                with tf.GradientTape() as tape:
+                    probabilities = model(tf.gather(x_train, rows), training=training)
+                    loss = -tf.reduce_mean(tf.reduce_sum(tf.gather(y_train, rows) * tf.math.log(probabilities), 1))
+                gradients = tape.gradient(loss, weights)
+                return i + 1, total + tf.add_n([tf.reduce_sum(g) for g in gradients])
+            return tf.while_loop(lambda i, total: i < steps, body, (tf.constant(0), tf.constant(0.0)))[1]
+        return run
+
+    bare = ml.build_cnn(data.x_train, 0.0, config.seed, augment=False)
+    full = ml.build_cnn(data.x_train, 0.0, config.seed, augment=True)
+
+    @tf.function(autograph=False)
+    def whole_sets():
+        return tf.reduce_sum(full(x_train, training=False)) + tf.reduce_sum(full(x_test, training=False))
+
+    def median_seconds(function):
+        function()  # trace and warm up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            np.asarray(function())
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    pieces = {
+        "forward + backward, no dropout or augmentation": median_seconds(steps_loop(bare, False)),
+        "forward + backward with dropout and augmentation": median_seconds(steps_loop(full, True)),
+        "forward over both whole sets (per-epoch metrics)": median_seconds(whole_sets),
+    }
+    epoch_config = dataclasses.replace(config, epochs=1)
+    ml.train(epoch_config, data)  # compile once
+    two = dataclasses.replace(config, epochs=1 + args.repeats)
+    start = time.perf_counter()
+    ml.train(two, data)
+    several = time.perf_counter() - start
+    start = time.perf_counter()
+    ml.train(epoch_config, data)
+    one = time.perf_counter() - start
+    pieces["mnistlab epoch (training + every metric)"] = (several - one) / args.repeats
+
+    forward, forward_backward = conv_flops_per_image(full)
+    work = {"forward + backward, no dropout or augmentation": forward_backward * data.num_train,
+            "forward + backward with dropout and augmentation": forward_backward * data.num_train,
+            "forward over both whole sets (per-epoch metrics)": forward * (data.num_train + data.num_test)}
+    print(f"| piece | s per epoch | x {args.epochs} epochs (s) | GFLOP per epoch | GFLOP/s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds in pieces.items():
+        flops = work.get(name)
+        extra = f"{flops / 1e9:.1f} | {flops / 1e9 / seconds:.0f}" if flops else "| "
+        print(f"| {name} | {seconds:.3f} | {seconds * args.epochs:.1f} | {extra} |")
+    floor = (pieces["forward + backward, no dropout or augmentation"]
+             + pieces["forward over both whole sets (per-epoch metrics)"])
+    print(f"\nArithmetic floor (no dropout, augmentation, optimizer, start-up): {floor * args.epochs:.1f} s "
+          f"for {args.epochs} epochs.")
+    info = bench.machine()
+    print(f"{info['cores']} cores, {info['cpu']}, load {info['load_average_1min']}; TensorFlow {info['tensorflow']}, "
+          f"Keras {info['keras']}; one-image forward {forward / 1e6:.1f} MFLOP, forward + backward "
+          f"{forward_backward / 1e6:.1f} MFLOP.")
+
+
+if __name__ == "__main__":
+    main()
