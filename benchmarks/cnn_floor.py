@@ -112,13 +112,13 @@ def main() -> None:
     forward, forward_backward = conv_flops_per_image(full)
     work = {"forward + backward, no dropout or augmentation": forward_backward * data.num_train,
             "forward + backward with dropout and augmentation": forward_backward * data.num_train,
-            "forward over both whole sets (per-epoch metrics)": forward * (data.num_train + data.num_test)}
+            "forward over both whole sets (per-epoch metrics)": forward * (len(data.x_train) + len(data.x_test))}
     print(f"| piece | s per epoch | x {args.epochs} epochs (s) | GFLOP per epoch | GFLOP/s |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds in pieces.items():
         flops = work.get(name)
         extra = f"{flops / 1e9:.1f} | {flops / 1e9 / seconds:.0f}" if flops else "| "
-        print(f"| {name} | {seconds:.3f} | {seconds * args.epochs:.1f} | {extra} |")
+        print(f"| {name} | {seconds:.4f} | {seconds * args.epochs:.1f} | {extra} |")
     floor = (pieces["forward + backward, no dropout or augmentation"]
              + pieces["forward over both whole sets (per-epoch metrics)"])
     print(f"\nArithmetic floor (no dropout, augmentation, optimizer, start-up): {floor * args.epochs:.1f} s "
