@@ -1,5 +1,6 @@
 """Every chapter of _toc.yml is a Jupytext pair in sync, with one `parameters` cell where it runs experiments."""
 
+import sys
 from pathlib import Path
 
 import jupytext
@@ -9,20 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 # Chapters that run no experiment: they may have code, but need no parameters cell.
 PROSE_CHAPTERS = {"intro", "summary"}
-
-
-def _execute_book_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("execute_book", ROOT / "tools" / "execute_book.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-EXECUTE_BOOK = _execute_book_module()
 # The chapters the execute tool runs are the chapters checked here: one reading of _toc.yml.
-CHAPTERS = EXECUTE_BOOK.toc_chapters()
+sys.path.insert(0, str(ROOT / "tools"))
+import execute_book  # noqa: E402
+
+CHAPTERS = execute_book.toc_chapters()
 
 
 def cells_of(notebook):
@@ -65,6 +57,6 @@ def test_parameters_cell(slug):
 
 
 def test_execute_book_rejects_an_unknown_chapter(capsys):
-    assert EXECUTE_BOOK.main(["no_such_chapter"]) == 2
+    assert execute_book.main(["no_such_chapter"]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "no_such_chapter" in error

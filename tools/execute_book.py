@@ -22,8 +22,8 @@ BOOK = ROOT / "book"
 KERNEL = "python3"
 
 
-def toc_chapters(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
-    """Chapter slugs in _toc.yml order (root first, then chapters, parts flattened)."""
+def toc_docnames(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Every page of _toc.yml in reading order (root first, parts flattened), as docnames without suffix."""
     toc = yaml.safe_load(toc_path.read_text())
     files = [toc["root"]]
 
@@ -37,7 +37,12 @@ def toc_chapters(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
     walk(toc.get("chapters"))
     for part in toc.get("parts") or []:
         walk(part.get("chapters"))
-    return [Path(file).stem for file in files]
+    return [str(Path(file).with_suffix("")) if Path(file).suffix in (".md", ".ipynb") else file for file in files]
+
+
+def toc_chapters(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
+    """Chapter slugs (`likelihood`, ...) in _toc.yml order."""
+    return [Path(name).name for name in toc_docnames(toc_path)]
 
 
 def slug_of(argument: str) -> str:

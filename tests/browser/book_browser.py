@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# One reading of _toc.yml for the whole project: the execute tool's.
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import execute_book  # noqa: E402
+
 # Another built copy of the book can be checked with MNISTLAB_BOOK_ROOT=<folder holding _toc.yml and _build>.
 BOOK_ROOT = Path(os.environ.get("MNISTLAB_BOOK_ROOT", REPO_ROOT)).resolve()
 HTML_DIR = BOOK_ROOT / "_build" / "html"
@@ -123,19 +126,7 @@ class Visit:
 
 def toc_docnames(book_root: Path = BOOK_ROOT) -> list[str]:
     """Every page of _toc.yml, root first, in reading order, without file suffixes."""
-    toc = yaml.safe_load((book_root / "_toc.yml").read_text())
-    names = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries or []:
-            if "file" in entry:
-                names.append(entry["file"])
-            walk(entry.get("sections"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts") or []:
-        walk(part.get("chapters"))
-    return [str(Path(name).with_suffix("")) if Path(name).suffix in (".md", ".ipynb") else name for name in names]
+    return execute_book.toc_docnames(book_root / "_toc.yml")
 
 
 def slug(docname: str) -> str:
