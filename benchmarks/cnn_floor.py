@@ -21,13 +21,12 @@ import time
 import numpy as np
 
 
-def conv_flops_per_image(model) -> tuple[int, int]:
+def flops_per_image(model) -> tuple[int, int]:
     """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers), and of forward + backward."""
     import keras
 
-    forward = 0
+    forward = backward = 0
     first = True
-    backward = 0
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             height, width, out_channels = layer.output.shape[1:]
@@ -60,7 +59,7 @@ def main() -> None:
     x_train = tf.constant(data.x_train.astype(np.float32))
     y_train = tf.constant(ml.one_hot(data.y_train))
     x_test = tf.constant(data.x_test.astype(np.float32))
-    steps = data.num_train // config.batch_size
+    steps = len(data.x_train) // config.batch_size
 
     def steps_loop(model, training):
         weights = model.trainable_variables
@@ -93,34 +92,34 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    pieces = {
-        "forward + backward, no dropout or augmentation": median_seconds(steps_loop(bare, False)),
-        "forward + backward with dropout and augmentation": median_seconds(steps_loop(full, True)),
-        "forward over both whole sets (per-epoch metrics)": median_seconds(whole_sets),
-    }
-    epoch_config = dataclasses.replace(config, epochs=1)
-    ml.train(epoch_config, data)  # compile once
-    two = dataclasses.replace(config, epochs=1 + args.repeats)
+    bare_steps, full_steps, metrics = ("forward + backward, no dropout or augmentation",
+                                       "forward + backward with dropout and augmentation",
+                                       "forward over both whole sets (per-epoch metrics)")
+    pieces = {bare_steps: median_seconds(steps_loop(bare, False)),
+              full_steps: median_seconds(steps_loop(full, True)),
+              metrics: median_seconds(whole_sets)}
+    # An epoch of the engine: (1 + repeats) epochs minus 1 epoch, both after compiling once.
+    one_epoch = dataclasses.replace(config, epochs=1)
+    more_epochs = dataclasses.replace(config, epochs=1 + args.repeats)
+    ml.train(one_epoch, data)
     start = time.perf_counter()
-    ml.train(two, data)
+    ml.train(more_epochs, data)
     several = time.perf_counter() - start
     start = time.perf_counter()
-    ml.train(epoch_config, data)
+    ml.train(one_epoch, data)
     one = time.perf_counter() - start
     pieces["mnistlab epoch (training + every metric)"] = (several - one) / args.repeats
 
-    forward, forward_backward = conv_flops_per_image(full)
-    work = {"forward + backward, no dropout or augmentation": forward_backward * data.num_train,
-            "forward + backward with dropout and augmentation": forward_backward * data.num_train,
-            "forward over both whole sets (per-epoch metrics)": forward * (len(data.x_train) + len(data.x_test))}
+    forward, forward_backward = flops_per_image(full)
+    work = {bare_steps: forward_backward * len(data.x_train), full_steps: forward_backward * len(data.x_train),
+            metrics: forward * (len(data.x_train) + len(data.x_test))}
     print(f"| piece | s per epoch | x {args.epochs} epochs (s) | GFLOP per epoch | GFLOP/s |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds in pieces.items():
         flops = work.get(name)
         extra = f"{flops / 1e9:.1f} | {flops / 1e9 / seconds:.0f}" if flops else "| "
         print(f"| {name} | {seconds:.4f} | {seconds * args.epochs:.1f} | {extra} |")
-    floor = (pieces["forward + backward, no dropout or augmentation"]
-             + pieces["forward over both whole sets (per-epoch metrics)"])
+    floor = pieces[bare_steps] + pieces[metrics]
     print(f"\nArithmetic floor (no dropout, augmentation, optimizer, start-up): {floor * args.epochs:.1f} s "
           f"for {args.epochs} epochs.")
     info = bench.machine()

@@ -73,8 +73,8 @@ def train(config: Config = Config(), data: CourseData | None = None, verbose: in
           callbacks: list | None = None, engine: str = "fast") -> Result:
     """Train once with `config`; every per-epoch metric comes from this single pass over the epochs.
 
-    engine="fast" (default) runs each epoch of mini-batch steps and all metrics as one
-    XLA-compiled call (mnistlab.fast); engine="keras" is a plain `model.fit` with the metric
+    engine="fast" (default) runs each epoch of mini-batch steps as one compiled call (XLA for
+    the MLPs) and all metrics as one more (mnistlab.fast); engine="keras" is a plain `model.fit` with the metric
     callbacks. Both use the same Keras model, optimizer and seeded data order. Callbacks get
     on_epoch_end with logs in both engines; batch-level hooks only in the keras engine.
     """
