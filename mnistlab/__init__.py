@@ -15,25 +15,41 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 
+# The oldest TensorFlow mnistlab runs on (tested in CI, with Keras 3.10). TensorFlow is not a declared
+# dependency (see pyproject.toml), so its presence and release are checked here.
+OLDEST_TENSORFLOW = (2, 19)
+_INSTALL_TENSORFLOW = ("pip install 'tensorflow-cpu>=2.19' (or 'tensorflow>=2.19' where the CPU build does not exist); "
+                       "from a checkout, `python3 tasks.py setup` installs everything")
+
+
 def _import_tensorflow_quietly():
     # TensorFlow's C++ start-up notices (timestamped, written before its log level is read) would
     # land in every notebook output, breaking nbval, and bury the CLI's one-line errors.
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError):
-        import tensorflow  # noqa: F401
-        return
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow  # noqa: F401
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    if sys.modules.get("tensorflow") is None:
+        try:
+            sys.stderr.flush()
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        except (OSError, ValueError):
+            saved = devnull = None
+        if saved is not None:
+            os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+        except ModuleNotFoundError as error:
+            if error.name not in ("tensorflow", "keras"):
+                raise
+            raise ImportError(f"mnistlab needs TensorFlow {'.'.join(map(str, OLDEST_TENSORFLOW))} or newer, "
+                              f"and {error.name} is not installed: {_INSTALL_TENSORFLOW}") from None
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
+    version = sys.modules["tensorflow"].__version__
+    if tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) < OLDEST_TENSORFLOW:
+        raise ImportError(f"mnistlab needs TensorFlow {'.'.join(map(str, OLDEST_TENSORFLOW))} or newer, "
+                          f"this is {version}: {_INSTALL_TENSORFLOW}")
 
 
 _import_tensorflow_quietly()
@@ -45,6 +61,7 @@ from .experiment import Result, build_model, set_seed, study, train, train_many 
 from . import diagnostics, plots  # noqa: E402
 from .models import build_cnn, build_mlp, count_trainable, hidden_layers_of, l2_coefficient, make_optimizer  # noqa: E402
 from . import theory  # noqa: E402  (numerical checks of the book's derivations)
+from .notebook import glue  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -53,5 +70,5 @@ __all__ = [
     "build_cnn", "build_mlp", "build_model", "count_trainable", "hidden_layers_of", "l2_coefficient",
     "load_course_data", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
     "train_many",
-    "diagnostics", "plots", "theory", "zero_one_error",
+    "diagnostics", "glue", "plots", "theory", "zero_one_error",
 ]

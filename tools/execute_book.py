@@ -57,15 +57,36 @@ def jupytext(*arguments: str) -> None:
         raise RuntimeError(f"jupytext {' '.join(arguments)}: {message}")
 
 
+# What a stored notebook's metadata may hold: readers download these files, so nothing of the run that
+# made them (papermill writes input_path/output_path, absolute paths of this machine, and timings).
+NOTEBOOK_METADATA = ("jupytext", "kernelspec", "language_info")
+CELL_METADATA = ("tags", "mystnb")
+
+
 def strip_run_metadata(path: Path) -> None:
-    # Papermill stamps every cell with start/end times; dropping them keeps git diffs to real changes.
+    """Drop every notebook and cell metadata key but those readers need (also keeps git diffs to real changes)."""
     notebook = nbformat.read(path, as_version=4)
     for cell in notebook.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
-    for key in ("start_time", "end_time", "duration", "exception"):
-        notebook.metadata.get("papermill", {}).pop(key, None)
+        # papermill also gives every cell an empty `tags` list, which the .md does not have.
+        for key in [key for key in cell.metadata if key not in CELL_METADATA or not cell.metadata[key]]:
+            del cell.metadata[key]
+    for key in [key for key in notebook.metadata if key not in NOTEBOOK_METADATA]:
+        del notebook.metadata[key]
     nbformat.write(notebook, path)
+
+
+def take_cell_metadata_from(source: Path, notebook_path: Path) -> None:
+    # jupytext --update keeps a matched old cell's metadata over the .md's (a new cell inserted before an
+    # old one inherited its tags): the .md's cell metadata, like its sources, is what counts.
+    import jupytext as jupytext_module
+
+    text = jupytext_module.read(source)
+    notebook = nbformat.read(notebook_path, as_version=4)
+    if [cell.source for cell in text.cells] != [cell.source for cell in notebook.cells]:
+        raise RuntimeError(f"{notebook_path.name}: cells differ from {source.name} after jupytext --update")
+    for written, cell in zip(notebook.cells, text.cells):
+        written.metadata = nbformat.from_dict({key: value for key, value in cell.metadata.items() if value})
+    nbformat.write(notebook, notebook_path)
 
 
 def execute_chapter(slug: str) -> float:
@@ -78,6 +99,7 @@ def execute_chapter(slug: str) -> float:
     # The .md is what authors edit: it overwrites the notebook's inputs, outputs are kept.
     if notebook.exists():
         jupytext("--to", "ipynb", "--update", str(source.relative_to(ROOT)))
+        take_cell_metadata_from(source, notebook)
     else:
         jupytext("--to", "ipynb", str(source.relative_to(ROOT)))
     start = time.perf_counter()

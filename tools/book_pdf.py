@@ -1,0 +1,287 @@
+"""The whole book as one PDF: Sphinx's single-page HTML, typeset offline and printed by Debian's chromium.
+
+Usage: python tools/book_pdf.py   (after the chapters' outputs exist; builds _build/singlehtml itself).
+Writes _build/pdf/<name>.pdf (name from `book_pdf` in _config.yml) with a contents page, page numbers,
+bookmarks and every figure, and copies it into _build/html when the HTML book is there, where its
+download button links to it. Needs no network: MathJax and fonts come from the book's own _static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+SINGLE = BUILD / "singlehtml"
+CHROMIUM = Path("/usr/bin/chromium")
+# As in the browser tests: quiet, local, no background requests (playwright adds --headless).
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MARGIN = {"top": "16mm", "bottom": "18mm", "left": "16mm", "right": "16mm"}
+SECONDS = 1000  # playwright timeouts are in milliseconds
+
+# Layout for paper: only the article (no navigation, buttons or sidebars), each chapter on a new page,
+# folded solutions opened (paper cannot be clicked), cells folded for Jupyter readers left out.
+PRINT_CSS = """
+@page { size: A4; }
+.bd-header, .bd-header-article, .bd-sidebar-primary, .bd-sidebar-secondary, .bd-footer,
+.bd-footer-content, .bd-footer-article, .prev-next-area, .header-article, .headerbtn, .toggle-button,
+button.copybtn, .cell.tag_hide-cell, .cell.tag_hide-input > .cell_input, #jb-print-docs-body,
+.skip-link, .search-button__wrapper, .theme-switch-button, label.sidebar-toggle { display: none !important; }
+html, body { background: white !important; }
+.bd-container, .bd-container__inner, .bd-main, .bd-content, .bd-article-container, .bd-article {
+  max-width: none !important; width: auto !important; margin: 0 !important; padding: 0 !important;
+}
+.bd-main .bd-content .bd-article h1:first-of-type { display: block !important; }
+body { font-size: 10.5pt; }
+.pdf-chapter { break-before: page; }
+.cell_output img, figure img { max-width: 100% !important; height: auto !important; break-inside: avoid; }
+div.cell, pre, table, .admonition { break-inside: avoid; }
+.toggle-hidden { display: block !important; visibility: visible !important; opacity: 1 !important; height: auto !important; }
+.pdf-cover { height: 230mm; display: flex; flex-direction: column; justify-content: center; text-align: center; }
+.pdf-cover h1 { font-size: 30pt; margin: 0 0 8mm 0; }
+.pdf-cover p { font-size: 13pt; margin: 2mm 0; }
+.pdf-contents { break-before: page; break-after: page; }
+.pdf-contents h2 { margin-top: 0; }
+.pdf-contents ol { list-style: none; padding-left: 0; margin: 0; }
+.pdf-contents li { margin: 1.2mm 0; }
+.pdf-contents li.pdf-chapter-entry { font-weight: 600; margin-top: 3mm; }
+.pdf-contents li.pdf-section-entry { padding-left: 7mm; font-size: 95%; }
+.pdf-contents a { display: flex; color: inherit !important; text-decoration: none !important; }
+.pdf-contents a .pdf-title { flex: 0 1 auto; }
+.pdf-contents a .pdf-dots { flex: 1 1 auto; border-bottom: 1px dotted #999; margin: 0 2mm 1.2mm 2mm; }
+.pdf-contents a .pdf-page { flex: 0 0 auto; min-width: 8mm; text-align: right; font-variant-numeric: tabular-nums; }
+"""
+
+# Everything read from or done to the page, in one place.
+PREPARE = """
+async ({css, title, subtitle}) => {
+  // Folded solutions (sphinx-togglebutton, <details>) are opened: paper cannot be clicked.
+  document.querySelectorAll('.toggle-hidden').forEach((element) => element.classList.remove('toggle-hidden'));
+  document.querySelectorAll('details').forEach((element) => { element.open = true; });
+  const style = document.createElement('style');
+  style.textContent = css;
+  document.head.appendChild(style);
+  const article = document.querySelector('article.bd-article');
+  // Sphinx marks where each document of the book starts with <span id="document-...">.
+  const starts = [...article.querySelectorAll('span[id^="document-"]')];
+  const chapters = [];
+  const first = article.querySelector('section');
+  const chapterSections = [first, ...starts.map((span) => span.nextElementSibling)].filter(Boolean);
+  chapterSections.forEach((section, index) => {
+    const heading = section.querySelector('h1');
+    if (!heading) return;
+    if (index > 0) section.classList.add('pdf-chapter');
+    const entry = {title: heading.innerText.replace(/[#¶]\\s*$/, '').trim(), id: section.id, sections: []};
+    section.querySelectorAll(':scope > section').forEach((sub) => {
+      const h2 = sub.querySelector(':scope > h2');
+      if (h2) entry.sections.push({title: h2.innerText.replace(/[#¶]\\s*$/, '').trim(), id: sub.id});
+    });
+    chapters.push(entry);
+  });
+  const cover = document.createElement('div');
+  cover.className = 'pdf-cover';
+  cover.innerHTML = '<h1></h1><p class="pdf-subtitle"></p>';
+  cover.querySelector('h1').textContent = title;
+  cover.querySelector('p').textContent = subtitle;
+  const contents = document.createElement('nav');
+  contents.className = 'pdf-contents';
+  contents.innerHTML = '<h2>Contents</h2><ol></ol>';
+  const list = contents.querySelector('ol');
+  const add = (item, kind) => {
+    const li = document.createElement('li');
+    li.className = kind;
+    li.innerHTML = '<a><span class="pdf-title"></span><span class="pdf-dots"></span><span class="pdf-page"></span></a>';
+    li.querySelector('a').href = '#' + item.id;
+    li.querySelector('.pdf-title').textContent = item.title;
+    li.querySelector('.pdf-page').dataset.target = item.id;
+    list.appendChild(li);
+  };
+  chapters.forEach((chapter) => {
+    add(chapter, 'pdf-chapter-entry');
+    chapter.sections.forEach((section) => add(section, 'pdf-section-entry'));
+  });
+  article.prepend(cover, contents);
+  await Promise.all([...document.images].map((image) => image.complete ? null :
+    new Promise((resolve) => { image.onload = image.onerror = resolve; })));
+  return chapters;
+}
+"""
+
+WAIT_FOR_MATH = """
+async () => {
+  if (!document.querySelector('script[src*="mathjax"]')) return "no math";
+  const start = Date.now();
+  while (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) {
+    if (Date.now() - start > 20000) return "MathJax never started";
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await MathJax.startup.promise;
+  return "typeset";
+}
+"""
+
+FOOTER = ('<div style="font-size: 8pt; width: 100%; text-align: center; color: #555;">'
+          '<span class="pageNumber"></span> / <span class="totalPages"></span></div>')
+HEADER = '<div style="font-size: 7pt; width: 100%; text-align: center; color: #777;">{title}</div>'
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+
+def book_settings(config_path: Path = ROOT / "_config.yml") -> dict:
+    config = yaml.safe_load(config_path.read_text())
+    name = ((config.get("sphinx") or {}).get("config") or {}).get("book_pdf") or "book.pdf"
+    if "/" in name or not name.endswith(".pdf"):
+        raise ValueError(f"_config.yml: sphinx.config.book_pdf must be a file name ending in .pdf, got {name!r}")
+    repository = (config.get("repository") or {}).get("url", "")
+    return {"title": config.get("title", "Book"), "author": config.get("author", ""), "name": name,
+            "repository": repository}
+
+
+def build_single_page(jupyter_book: Path) -> Path:
+    command = [str(jupyter_book), "build", str(ROOT), "--builder", "singlehtml", "-W", "-n", "--keep-going"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if completed.returncode:
+        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"the single-page build failed:\n{tail}")
+    pages = [path for path in SINGLE.rglob("*.html") if path.name != "index.html" and "_static" not in path.parts
+             and path.stat().st_size > 10_000]
+    if len(pages) != 1:
+        raise RuntimeError(f"expected one page of the whole book in {SINGLE}, found {len(pages)}")
+    return pages[0]
+
+
+def outline(pdf: Path) -> list[tuple[int, str, int]]:
+    """(depth, title, 1-based page) of every bookmark chromium wrote (one per heading), in document order."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(str(pdf))
+    entries: list[tuple[int, str, int]] = []
+
+    def walk(items, depth):
+        for item in items:
+            if isinstance(item, list):
+                walk(item, depth + 1)
+            else:
+                entries.append((depth, " ".join(str(item.title).split()), reader.get_destination_page_number(item) + 1))
+
+    walk(reader.outline, 0)
+    return entries
+
+
+def contents_pages(entries: list[dict], bookmarks: list[tuple[int, str, int]]) -> list[int]:
+    """The page of each contents entry: the next bookmark, in order, with its title (titles repeat across chapters)."""
+    pages, position = [], 0
+    for entry in entries:
+        title = " ".join(entry["title"].split())
+        while position < len(bookmarks) and bookmarks[position][1] != title:
+            position += 1
+        if position == len(bookmarks):
+            raise RuntimeError(f"no bookmark for the contents entry {title!r}")
+        pages.append(bookmarks[position][2])
+        position += 1
+    return pages
+
+
+def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, float]:
+    """Print the single page into `target` in two passes (the second fills in the contents' page numbers)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install chromium")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(SINGLE)))
+    thread = threading.Thread(target=server.serve_forever, name="pdf-server", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    blocked: list[str] = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+            context = browser.new_context(viewport={"width": 1100, "height": 1400}, service_workers="block")
+            context.set_default_timeout(60 * SECONDS)
+
+            def route(request_route):
+                if urlsplit(request_route.request.url).netloc == urlsplit(base).netloc:
+                    request_route.continue_()
+                else:  # offline: nothing from elsewhere, and we say so if the page asked
+                    blocked.append(request_route.request.url)
+                    request_route.abort("blockedbyclient")
+
+            context.route("**/*", route)
+            page = context.new_page()
+            page.goto(base + page_file.relative_to(SINGLE).as_posix(), wait_until="networkidle")
+            state = page.evaluate(WAIT_FOR_MATH)
+            if state != "typeset":
+                raise RuntimeError(f"math was not typeset: {state}")
+            page.emulate_media(media="print")
+            subtitle = settings["author"] + (f" · {settings['repository']}" if settings["repository"] else "")
+            chapters = page.evaluate(PREPARE, {"css": PRINT_CSS, "title": settings["title"], "subtitle": subtitle})
+            if not chapters:
+                raise RuntimeError("no chapter headings found in the single-page book")
+            options = dict(format="A4", margin=MARGIN, print_background=True, outline=True, tagged=True,
+                           display_header_footer=True, footer_template=FOOTER,
+                           header_template=HEADER.format(title=settings["title"]))
+            draft = target.with_suffix(".draft.pdf")
+            page.pdf(path=str(draft), **options)
+            entries = page.evaluate("""() => [...document.querySelectorAll('.pdf-contents .pdf-title')]
+                .map((span) => ({title: span.innerText}))""")
+            # The cover repeats the first chapter's title: the contents start after the cover's bookmark.
+            bookmarks = outline(draft)[1:]
+            numbers = contents_pages(entries, bookmarks)
+            page.evaluate("""(numbers) => document.querySelectorAll('.pdf-contents .pdf-page')
+                .forEach((span, index) => { span.textContent = numbers[index]; })""", numbers)
+            page.pdf(path=str(target), **options)
+            draft.unlink()
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    if blocked:
+        raise RuntimeError(f"the book asked for off-site resources: {blocked[:3]}")
+    if contents_pages(entries, outline(target)[1:]) != numbers:
+        raise RuntimeError("the contents' page numbers moved between the two passes")
+    return len(chapters), target.stat().st_size / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        settings = book_settings()
+        page_file = build_single_page(Path(sys.executable).parent / "jupyter-book")
+        target = BUILD / "pdf" / settings["name"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        chapters, megabytes = print_book(page_file, target, settings)
+    except Exception as error:  # one line (plus a build log tail) per failure, not a traceback
+        print(f"book_pdf: {error}", file=sys.stderr)
+        return 1
+    html = BUILD / "html"
+    if (html / "index.html").is_file():
+        shutil.copyfile(target, html / settings["name"])
+    from pypdf import PdfReader
+
+    pages = len(PdfReader(str(target)).pages)
+    print(f"book_pdf: {target.relative_to(ROOT)}: {chapters} chapters, {pages} pages, {megabytes:.1f} MB, "
+          f"{time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
