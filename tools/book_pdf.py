@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import re
 import shutil
 import subprocess
@@ -31,6 +32,8 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MARGIN = {"top": "16mm", "bottom": "18mm", "left": "16mm", "right": "16mm"}
 SECONDS = 1000  # playwright timeouts are in milliseconds
+# pypdf notes that chromium's cross-reference table is a few entries short; it reads the file regardless.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 # Layout for paper: only the article (no navigation, buttons or sidebars), each chapter on a new page,
 # folded solutions opened (paper cannot be clicked), cells folded for Jupyter readers left out.
@@ -51,21 +54,21 @@ body { font-size: 10.5pt; }
 div.cell, pre, table, .admonition { break-inside: avoid; }
 .toggle-hidden { display: block !important; visibility: visible !important; opacity: 1 !important; height: auto !important; }
 .pdf-cover { height: 230mm; display: flex; flex-direction: column; justify-content: center; text-align: center; }
-.pdf-cover h1 { font-size: 30pt; margin: 0 0 8mm 0; }
+.pdf-cover .pdf-title { font-size: 30pt; font-weight: 700; margin: 0 0 8mm 0; }
 .pdf-cover p { font-size: 13pt; margin: 2mm 0; }
 .pdf-contents { break-before: page; break-after: page; }
-.pdf-contents h2 { margin-top: 0; }
+.pdf-contents .pdf-contents-title { font-size: 20pt; font-weight: 700; margin: 0 0 6mm 0; }
 .pdf-contents ol { list-style: none; padding-left: 0; margin: 0; }
 .pdf-contents li { margin: 1.2mm 0; }
 .pdf-contents li.pdf-chapter-entry { font-weight: 600; margin-top: 3mm; }
 .pdf-contents li.pdf-section-entry { padding-left: 7mm; font-size: 95%; }
 .pdf-contents a { display: flex; color: inherit !important; text-decoration: none !important; }
-.pdf-contents a .pdf-title { flex: 0 1 auto; }
+.pdf-contents a .pdf-entry { flex: 0 1 auto; }
 .pdf-contents a .pdf-dots { flex: 1 1 auto; border-bottom: 1px dotted #999; margin: 0 2mm 1.2mm 2mm; }
 .pdf-contents a .pdf-page { flex: 0 0 auto; min-width: 8mm; text-align: right; font-variant-numeric: tabular-nums; }
 """
 
-# Everything read from or done to the page, in one place.
+# Everything read from or done to the page, in one place. Returns the contents: chapters and their sections.
 PREPARE = """
 async ({css, title, subtitle}) => {
   // Folded solutions (sphinx-togglebutton, <details>) are opened: paper cannot be clicked.
@@ -75,48 +78,49 @@ async ({css, title, subtitle}) => {
   style.textContent = css;
   document.head.appendChild(style);
   const article = document.querySelector('article.bd-article');
-  // Sphinx marks where each document of the book starts with <span id="document-...">.
-  const starts = [...article.querySelectorAll('span[id^="document-"]')];
-  const chapters = [];
+  const headingOf = (section) => section.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
+  const text = (heading) => heading.innerText.replace(/[#¶]\\s*$/, '').replace(/\\s+/g, ' ').trim();
+  // Sphinx nests the chapters inside the first page and marks each with <span id="document-...">: their
+  // headings are one level down (h2 titles), so they are promoted for the printed book.
+  const promote = (section) => section.querySelectorAll('h2, h3, h4, h5, h6').forEach((heading) => {
+    const promoted = document.createElement('h' + (Number(heading.tagName[1]) - 1));
+    [...heading.attributes].forEach((attribute) => promoted.setAttribute(attribute.name, attribute.value));
+    promoted.append(...heading.childNodes);
+    heading.replaceWith(promoted);
+  });
   const first = article.querySelector('section');
-  const chapterSections = [first, ...starts.map((span) => span.nextElementSibling)].filter(Boolean);
+  const chapterSections = [first, ...[...article.querySelectorAll('span[id^="document-"]')]
+    .map((span) => span.nextElementSibling).filter((element) => element && element.tagName === 'SECTION')];
+  chapterSections.slice(1).forEach(promote);
+  const contents = [];
   chapterSections.forEach((section, index) => {
-    const heading = section.querySelector('h1');
-    if (!heading) return;
     if (index > 0) section.classList.add('pdf-chapter');
-    const entry = {title: heading.innerText.replace(/[#¶]\\s*$/, '').trim(), id: section.id, sections: []};
+    contents.push({title: text(headingOf(section)), id: section.id, level: 0});
     section.querySelectorAll(':scope > section').forEach((sub) => {
-      const h2 = sub.querySelector(':scope > h2');
-      if (h2) entry.sections.push({title: h2.innerText.replace(/[#¶]\\s*$/, '').trim(), id: sub.id});
+      if (headingOf(sub)) contents.push({title: text(headingOf(sub)), id: sub.id, level: 1});
     });
-    chapters.push(entry);
   });
   const cover = document.createElement('div');
   cover.className = 'pdf-cover';
-  cover.innerHTML = '<h1></h1><p class="pdf-subtitle"></p>';
-  cover.querySelector('h1').textContent = title;
+  cover.innerHTML = '<div class="pdf-title"></div><p></p>';
+  cover.querySelector('.pdf-title').textContent = title;
   cover.querySelector('p').textContent = subtitle;
-  const contents = document.createElement('nav');
-  contents.className = 'pdf-contents';
-  contents.innerHTML = '<h2>Contents</h2><ol></ol>';
-  const list = contents.querySelector('ol');
-  const add = (item, kind) => {
+  const nav = document.createElement('nav');
+  nav.className = 'pdf-contents';
+  nav.innerHTML = '<div class="pdf-contents-title">Contents</div><ol></ol>';
+  const list = nav.querySelector('ol');
+  contents.forEach((entry) => {
     const li = document.createElement('li');
-    li.className = kind;
-    li.innerHTML = '<a><span class="pdf-title"></span><span class="pdf-dots"></span><span class="pdf-page"></span></a>';
-    li.querySelector('a').href = '#' + item.id;
-    li.querySelector('.pdf-title').textContent = item.title;
-    li.querySelector('.pdf-page').dataset.target = item.id;
+    li.className = entry.level ? 'pdf-section-entry' : 'pdf-chapter-entry';
+    li.innerHTML = '<a><span class="pdf-entry"></span><span class="pdf-dots"></span><span class="pdf-page">000</span></a>';
+    li.querySelector('a').href = '#' + entry.id;
+    li.querySelector('.pdf-entry').textContent = entry.title;
     list.appendChild(li);
-  };
-  chapters.forEach((chapter) => {
-    add(chapter, 'pdf-chapter-entry');
-    chapter.sections.forEach((section) => add(section, 'pdf-section-entry'));
   });
-  article.prepend(cover, contents);
+  article.prepend(cover, nav);
   await Promise.all([...document.images].map((image) => image.complete ? null :
     new Promise((resolve) => { image.onload = image.onerror = resolve; })));
-  return chapters;
+  return contents;
 }
 """
 
@@ -159,43 +163,43 @@ def build_single_page(jupyter_book: Path) -> Path:
     if completed.returncode:
         tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"the single-page build failed:\n{tail}")
-    pages = [path for path in SINGLE.rglob("*.html") if path.name != "index.html" and "_static" not in path.parts
-             and path.stat().st_size > 10_000]
+    pages = [path for path in SINGLE.rglob("*.html") if path.name not in ("index.html", "print.html")
+             and "_static" not in path.parts and path.stat().st_size > 10_000]
     if len(pages) != 1:
         raise RuntimeError(f"expected one page of the whole book in {SINGLE}, found {len(pages)}")
-    return pages[0]
+    # Sphinx writes the page where the root document lives (book/intro.html) but links its _static and
+    # _images as if it stood at the top: it is printed from there.
+    page = SINGLE / "print.html"
+    shutil.copyfile(pages[0], page)
+    return page
 
 
-def outline(pdf: Path) -> list[tuple[int, str, int]]:
-    """(depth, title, 1-based page) of every bookmark chromium wrote (one per heading), in document order."""
+def destination_pages(pdf: Path, ids: list[str]) -> list[int]:
+    """The 1-based page each id lands on: chromium names a destination after every id that a link points to."""
     from pypdf import PdfReader
 
     reader = PdfReader(str(pdf))
-    entries: list[tuple[int, str, int]] = []
-
-    def walk(items, depth):
-        for item in items:
-            if isinstance(item, list):
-                walk(item, depth + 1)
-            else:
-                entries.append((depth, " ".join(str(item.title).split()), reader.get_destination_page_number(item) + 1))
-
-    walk(reader.outline, 0)
-    return entries
+    named = {name.lstrip("/"): destination for name, destination in reader.named_destinations.items()}
+    missing = [identifier for identifier in ids if identifier not in named]
+    if missing:
+        raise RuntimeError(f"no destination in the PDF for the contents entries {missing[:5]}")
+    return [reader.get_destination_page_number(named[identifier]) + 1 for identifier in ids]
 
 
-def contents_pages(entries: list[dict], bookmarks: list[tuple[int, str, int]]) -> list[int]:
-    """The page of each contents entry: the next bookmark, in order, with its title (titles repeat across chapters)."""
-    pages, position = [], 0
-    for entry in entries:
-        title = " ".join(entry["title"].split())
-        while position < len(bookmarks) and bookmarks[position][1] != title:
-            position += 1
-        if position == len(bookmarks):
-            raise RuntimeError(f"no bookmark for the contents entry {title!r}")
-        pages.append(bookmarks[position][2])
-        position += 1
-    return pages
+def write_outline(pdf: Path, contents: list[dict], pages: list[int]) -> None:
+    """Bookmarks: one per chapter, with its sections below it (written by us: chromium's repeat some titles)."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter(clone_from=str(pdf))
+    chapter = None
+    for entry, page in zip(contents, pages):
+        parent = chapter if entry["level"] else None
+        item = writer.add_outline_item(entry["title"], page - 1, parent=parent)
+        if not entry["level"]:
+            chapter = item
+    writer.page_mode = "/UseOutlines"
+    with open(pdf, "wb") as file:
+        writer.write(file)
 
 
 def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, float]:
@@ -230,23 +234,20 @@ def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, floa
                 raise RuntimeError(f"math was not typeset: {state}")
             page.emulate_media(media="print")
             subtitle = settings["author"] + (f" · {settings['repository']}" if settings["repository"] else "")
-            chapters = page.evaluate(PREPARE, {"css": PRINT_CSS, "title": settings["title"], "subtitle": subtitle})
-            if not chapters:
-                raise RuntimeError("no chapter headings found in the single-page book")
-            options = dict(format="A4", margin=MARGIN, print_background=True, outline=True, tagged=True,
+            contents = page.evaluate(PREPARE, {"css": PRINT_CSS, "title": settings["title"], "subtitle": subtitle})
+            if len(contents) < 2:
+                raise RuntimeError("no chapters found in the single-page book")
+            ids = [entry["id"] for entry in contents]
+            options = dict(format="A4", margin=MARGIN, print_background=True, tagged=True,
                            display_header_footer=True, footer_template=FOOTER,
                            header_template=HEADER.format(title=settings["title"]))
-            draft = target.with_suffix(".draft.pdf")
-            page.pdf(path=str(draft), **options)
-            entries = page.evaluate("""() => [...document.querySelectorAll('.pdf-contents .pdf-title')]
-                .map((span) => ({title: span.innerText}))""")
-            # The cover repeats the first chapter's title: the contents start after the cover's bookmark.
-            bookmarks = outline(draft)[1:]
-            numbers = contents_pages(entries, bookmarks)
+            # Pass one finds where every chapter and section lands; pass two prints the contents with those
+            # pages (the placeholders are as wide as the numbers, so nothing moves).
+            page.pdf(path=str(target), **options)
+            numbers = destination_pages(target, ids)
             page.evaluate("""(numbers) => document.querySelectorAll('.pdf-contents .pdf-page')
                 .forEach((span, index) => { span.textContent = numbers[index]; })""", numbers)
             page.pdf(path=str(target), **options)
-            draft.unlink()
             browser.close()
     finally:
         server.shutdown()
@@ -254,9 +255,10 @@ def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, floa
         thread.join(timeout=5)
     if blocked:
         raise RuntimeError(f"the book asked for off-site resources: {blocked[:3]}")
-    if contents_pages(entries, outline(target)[1:]) != numbers:
+    if destination_pages(target, ids) != numbers:
         raise RuntimeError("the contents' page numbers moved between the two passes")
-    return len(chapters), target.stat().st_size / 1e6
+    write_outline(target, contents, numbers)
+    return sum(1 for entry in contents if not entry["level"]), target.stat().st_size / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
