@@ -48,8 +48,11 @@ def clear_compiled() -> None:
     _PROGRAMS.clear()
 
 
-class _TensorL2:
+class _TensorL2(keras.regularizers.Regularizer):
     """Keras' L2 penalty, coefficient * sum(w^2), with the coefficient fed in at call time."""
+
+    # A Regularizer subclass: Keras 3.10 (Colab's, the oldest supported) accepts no other as a variable's
+    # regularizer; 3.15 does not check.
 
     def __init__(self):
         self.coefficient = None
