@@ -257,6 +257,30 @@ def test_hidden_glue_is_shown_in_jupyter_and_dropped_from_the_book(captured):
     assert glued_values({"cells": [{"outputs": outputs}]}) == {"chapter_accuracy": 0.8125, "chapter_shown": 2}
 
 
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`(?:(\w+)\.ipynb::)?(\w+)")
+
+
+@pytest.mark.parametrize("slug", CHAPTERS)
+def test_every_number_the_prose_quotes_is_visible_in_a_cell_output_in_jupyter(slug):
+    notebook = nbformat.read(BOOK / f"{slug}.ipynb", as_version=4)
+    prose = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    visible = set()  # names whose value Jupyter shows: a `name = value` line, or a glue displayed as itself
+    printed = ""  # what cells print (the summary prints the other chapters' values it quotes)
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            scrapbook = output.get("metadata", {}).get("scrapbook", {})
+            name = scrapbook.get("name", "")
+            if name.endswith(glue_module.SHOWN_SUFFIX) and "text/plain" in output.get("data", {}):
+                visible.add(name.removesuffix(glue_module.SHOWN_SUFFIX))
+            elif name and not scrapbook.get("mime_prefix"):
+                visible.add(name)
+            printed += output.get("text", "")
+    hidden = sorted({f"{chapter}::{key}" if chapter else key for chapter, key in GLUE_ROLE.findall(prose)
+                     if (chapter and chapter != slug and key not in printed) or (not chapter and key not in visible)})
+    assert hidden == [], (f"{slug}: values quoted in the text but not shown in any output in Jupyter: {hidden[:8]} "
+                          "(glue with `from mnistlab import glue`, which prints them)")
+
+
 def test_glue_shows_long_values_briefly_and_rejects_bad_names(captured):
     outputs = captured(lambda: ml.glue("table", "x" * 500, display=False))
     assert outputs[1]["data"]["text/plain"] == "table = (str; shown in the book)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
-import re
+import os
 import shutil
 import subprocess
 import sys
@@ -270,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         page_file = build_single_page(Path(sys.executable).parent / "jupyter-book")
         target = BUILD / "pdf" / settings["name"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        chapters, megabytes = print_book(page_file, target, settings)
+        # Printed under another name and renamed when complete: a failed run leaves the last good PDF.
+        partial = target.with_suffix(".partial.pdf")
+        chapters, megabytes = print_book(page_file, partial, settings)
+        os.replace(partial, target)
     except Exception as error:  # one line (plus a build log tail) per failure, not a traceback
         print(f"book_pdf: {error}", file=sys.stderr)
         return 1

@@ -8,7 +8,6 @@ line on the first failure.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
