@@ -158,3 +158,11 @@ def test_chapters_without_exercises_are_the_books_own(edition, slug):
 @pytest.mark.parametrize("slug", WITH_EXERCISES)
 def test_student_notebook_executes(executions, slug):
     assert executions[slug] is None, f"student edition of {slug}, run with {SMALL_PARAMETERS}: {executions[slug]}"
+
+
+def test_student_edition_builds_with_warnings_as_errors(edition):
+    # A {ref} or glue key that only a solution provided would be a warning here.
+    student_edition.build_html(edition.parent)
+    html = edition.parent / "_build" / "html"
+    pages = {slug: (html / "book" / f"{slug}.html").read_text() for slug in WITH_EXERCISES}
+    assert all('class="exercise ' in page and 'class="solution ' not in page for page in pages.values())
