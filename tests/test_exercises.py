@@ -144,8 +144,10 @@ def test_each_chapter_has_two_to_four_exercises(slug):
 
 
 def test_summary_lists_every_exercise_section_and_no_other():
-    listed = {match["label"] for match in REFERENCE.finditer(text_of("summary")) if match["label"].endswith("-exercises")}
-    sections = {f"{slug}-exercises" for slug in CHAPTERS if slug != "summary" and exercise_section_line(slug) is not None}
+    listed = {match["label"] for match in REFERENCE.finditer(text_of("summary"))
+              if match["label"].endswith("-exercises")}
+    sections = {f"{slug}-exercises" for slug in CHAPTERS
+                if slug != "summary" and exercise_section_line(slug) is not None}
     assert listed - {"summary-exercises"} == sections, (
         f"the summary's list of exercise sections is out of date: missing {sorted(sections - listed)}, "
         f"extra {sorted(listed - sections)}")
@@ -213,7 +215,8 @@ def test_student_text_removes_solutions_and_stubs_code_exercises():
 
 
 @pytest.mark.parametrize("broken, message", [
-    (SAMPLE.replace("````{solution-end}\n````\n\n````{exercise} ★★", "````{exercise} ★★"), "inside the solution"),
+    (SAMPLE.replace("````{solution-end}\n````\n\n````{exercise} ★★", "````{exercise} ★★"),
+     "inside the solution"),
     (SAMPLE.replace("solution-start} sample-ex-derive", "solution} sample-ex-derive"), "gated"),
     (SAMPLE + "````{solution-end}\n````\n", "without a solution-start"),
     (SAMPLE + "````{exercise} ★ Open\n:label: sample-ex-open\n", "never closed"),

@@ -1,4 +1,4 @@
-"""Exercises as a reader meets them: stars in every title, solutions folded until clicked (none in the student edition)."""
+"""Exercises as a reader meets them: stars in each title, solutions folded until clicked (none for students)."""
 
 from __future__ import annotations
 
