@@ -1,4 +1,4 @@
-"""Project tasks for a fresh machine with only Python: `python3 tasks.py book|test|study|execute|setup|pdf`."""
+"""Project tasks for a fresh machine with only Python: `python3 tasks.py book|test|study|execute|student|setup|pdf`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
-TASKS = ("book", "test", "study", "execute", "setup", "pdf")
+TASKS = ("book", "test", "study", "execute", "student", "setup", "pdf")
 USAGE = f"usage: python3 tasks.py {'|'.join(TASKS)}"
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -118,6 +118,9 @@ def main(argv: list[str]) -> int:
         run(PYTHON, "-m", "mnistlab", "study", "--json", ROOT / "runs" / "study.json")
     elif task == "execute":
         run(PYTHON, ROOT / "tools" / "execute_book.py")
+    elif task == "student":
+        # The chapters without solutions (notebooks, MyST text, HTML) in _build/student.
+        run(PYTHON, ROOT / "tools" / "student_edition.py")
     return 0
 
 
