@@ -31,6 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 MARGIN = {"top": "16mm", "bottom": "18mm", "left": "16mm", "right": "16mm"}
+PAGE_WIDTH_PX = round((210 - 16 - 16) / 25.4 * 96)  # A4's width less the side margins
 SECONDS = 1000  # playwright timeouts are in milliseconds
 # pypdf notes that chromium's cross-reference table is a few entries short; it reads the file regardless.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -45,8 +46,11 @@ button.copybtn, .cell.tag_hide-cell, .cell.tag_hide-input > .cell_input, #jb-pri
 .skip-link, .search-button__wrapper, .theme-switch-button, label.sidebar-toggle { display: none !important; }
 html, body { background: white !important; }
 .bd-container, .bd-container__inner, .bd-main, .bd-content, .bd-article-container, .bd-article {
-  max-width: none !important; width: auto !important; margin: 0 !important; padding: 0 !important;
+  max-width: 100% !important; min-width: 0 !important; width: auto !important; margin: 0 !important;
+  padding: 0 !important;
 }
+/* Paper does not scroll: long code lines wrap (a flex item as wide as its longest line would widen the page). */
+pre { white-space: pre-wrap !important; overflow-wrap: anywhere; }
 .bd-main .bd-content .bd-article h1:first-of-type { display: block !important; }
 body { font-size: 10.5pt; }
 .pdf-chapter { break-before: page; }
@@ -92,13 +96,19 @@ async ({css, title, subtitle}) => {
   const chapterSections = [first, ...[...article.querySelectorAll('span[id^="document-"]')]
     .map((span) => span.nextElementSibling).filter((element) => element && element.tagName === 'SECTION')];
   chapterSections.slice(1).forEach(promote);
+  // Each contents entry links to an anchor of its own: section ids repeat across chapters in one page
+  // ("exercises"), and a repeated id sends every link to its first use.
   const contents = [];
+  const entry = (section, level) => {
+    const anchor = document.createElement('span');
+    anchor.id = `pdf-entry-${contents.length}`;
+    section.prepend(anchor);
+    contents.push({title: text(headingOf(section)), id: anchor.id, level: level});
+  };
   chapterSections.forEach((section, index) => {
     if (index > 0) section.classList.add('pdf-chapter');
-    contents.push({title: text(headingOf(section)), id: section.id, level: 0});
-    section.querySelectorAll(':scope > section').forEach((sub) => {
-      if (headingOf(sub)) contents.push({title: text(headingOf(sub)), id: sub.id, level: 1});
-    });
+    entry(section, 0);
+    section.querySelectorAll(':scope > section').forEach((sub) => { if (headingOf(sub)) entry(sub, 1); });
   });
   const cover = document.createElement('div');
   cover.className = 'pdf-cover';
@@ -216,7 +226,8 @@ def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, floa
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-            context = browser.new_context(viewport={"width": 1100, "height": 1400}, service_workers="block")
+            # As wide as the printed text (A4 less the margins, at 96 px per inch): the layout checked is the printed one.
+            context = browser.new_context(viewport={"width": PAGE_WIDTH_PX, "height": 1000}, service_workers="block")
             context.set_default_timeout(60 * SECONDS)
 
             def route(request_route):
@@ -237,6 +248,9 @@ def print_book(page_file: Path, target: Path, settings: dict) -> tuple[int, floa
             contents = page.evaluate(PREPARE, {"css": PRINT_CSS, "title": settings["title"], "subtitle": subtitle})
             if len(contents) < 2:
                 raise RuntimeError("no chapters found in the single-page book")
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            if overflow > 1:
+                raise RuntimeError(f"the book is {overflow} px wider than the paper: chromium would clip or shrink it")
             ids = [entry["id"] for entry in contents]
             options = dict(format="A4", margin=MARGIN, print_background=True, tagged=True,
                            display_header_footer=True, footer_template=FOOTER,

@@ -75,6 +75,9 @@ def test_pdf_has_a_cover_contents_every_chapter_and_page_numbers(pdf, visits, do
         page = int(listed.group(1))
         assert bookmarks.get(title) == page, f"contents say {title!r} is on page {page}, its bookmark {bookmarks.get(title)}"
         assert title in flat(texts[page - 1]), f"page {page} does not show {title!r}"
+    # Entries end in their page number (the footer's "n / N" lines hold no title).
+    listed_pages = [int(number) for number in re.findall(r"^(?=.*[A-Za-z]).*?(\d+)\s*$", flat_lines(contents), re.M)]
+    assert listed_pages == sorted(listed_pages), f"the contents' page numbers go backwards: {listed_pages}"
     for number in (1, pages // 2, pages):
         assert re.search(rf"(^|\n)\s*{number}\s*/\s*{pages}\s*($|\n)", texts[number - 1]), f"no page number on page {number}"
 
