@@ -16,9 +16,9 @@ import tensorflow as tf
 
 from .callbacks import SPLITS, EpochMetrics
 from .config import STUDY_GRID, Config
-from .data import NUM_CLASSES, CourseData, load_course_data, one_hot
+from .data import IMAGE_SHAPE, NUM_CLASSES, CourseData, load_course_data, one_hot
 from .files import write_atomic
-from .models import IMAGE_SHAPE, build_cnn, build_mlp, l2_coefficient, make_optimizer
+from .models import build_cnn, build_mlp, l2_coefficient, make_optimizer
 
 
 @dataclasses.dataclass
@@ -70,9 +70,9 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
     l2 = l2_coefficient(config.l2_lambda, len(data.y_train), config.l2_convention)
     if config.model == "mlp":
         model = build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
-                          config.seed)
+                          config.seed, config.l2_layers)
     else:
-        model = build_cnn(data.x_train, l2, config.seed)
+        model = build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=steps_per_epoch(len(data.y_train), config.batch_size),
