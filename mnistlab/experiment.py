@@ -64,8 +64,8 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
 def build_model(config: Config, data: CourseData) -> keras.Model:
     """The compiled model `config` describes, standardised on `data.x_train`.
 
-    Compiled to run a whole epoch of mini-batch steps per call (`steps_per_execution`), and
-    each step through XLA for the MLPs.
+    Compiled to run a whole epoch of mini-batch steps per call (`steps_per_execution`),
+    without XLA (`jit_compile_pays`).
     """
     l2 = l2_coefficient(config.l2_lambda, len(data.y_train), config.l2_convention)
     if config.model == "mlp":
@@ -81,9 +81,12 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
 
 
 def jit_compile_pays(config: Config) -> bool:
-    """Whether `fit` should compile each step with XLA: yes for the MLPs (measured, see README's
-    Performance section); no for the CNN, whose max-pooling gradient has no deterministic XLA kernel."""
-    return config.model == "mlp"
+    """Whether `fit` should compile each step with XLA: no (measured, see README's Performance section).
+
+    Keras compiles each step, not the epoch's loop, so a 30-epoch MLP run spends more on XLA's
+    compilation than it saves; and Keras refuses XLA while op determinism is on (`set_seed`).
+    """
+    return False
 
 
 def epoch_orders(num_samples: int, seed: int):
@@ -102,16 +105,30 @@ def shuffled_batches(images, labels, batch_size: int, seed: int) -> tf.data.Data
     """(float32 pixels, one-hot labels) mini-batches, epoch after epoch in the orders of `epoch_orders`.
 
     One endless dataset for the whole run: `fit` with steps_per_epoch = ceil(N / batch_size)
-    reads it straight through, and the next epoch's order is made only when it starts.
+    reads it straight through. Each epoch's rows are put in order and cut into mini-batches
+    by NumPy when the epoch starts, so that a step only slices the next batch off (no per-step
+    gather or batching function), and memory does not grow with the number of epochs.
     """
-    images = np.asarray(images)
-    pixels = tf.constant(images if images.dtype == np.uint8 else images.astype(np.float32))
-    targets = tf.constant(one_hot(labels))
-    count = len(images)
-    orders = tf.data.Dataset.from_generator(lambda: epoch_orders(count, seed),
-                                            output_signature=tf.TensorSpec((count,), tf.int32))
-    dataset = (orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-               .map(lambda rows: (tf.cast(tf.gather(pixels, rows), tf.float32), tf.gather(targets, rows))))
+    pixels, targets = np.asarray(images, dtype=np.float32), one_hot(labels)
+    count = len(pixels)
+    full, rest = divmod(count, batch_size)
+
+    def epochs():
+        for order in epoch_orders(count, seed):
+            x, y = pixels[order], targets[order]
+            cut = full * batch_size
+            yield (x[:cut].reshape((full, batch_size) + x.shape[1:]), y[:cut].reshape(full, batch_size, targets.shape[1]),
+                   x[cut:], y[cut:])
+
+    signature = (tf.TensorSpec((full, batch_size) + pixels.shape[1:], tf.float32),
+                 tf.TensorSpec((full, batch_size, targets.shape[1]), tf.float32),
+                 tf.TensorSpec((rest,) + pixels.shape[1:], tf.float32), tf.TensorSpec((rest, targets.shape[1]), tf.float32))
+
+    def batches(x_full, y_full, x_rest, y_rest):
+        epoch = tf.data.Dataset.from_tensor_slices((x_full, y_full))
+        return epoch.concatenate(tf.data.Dataset.from_tensors((x_rest, y_rest))) if rest else epoch
+
+    dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).flat_map(batches)
     options = tf.data.Options()
     # A few kilobytes a step: a prefetching thread would only compete with training for the cores.
     options.experimental_optimization.inject_prefetch = False
