@@ -200,9 +200,9 @@ def train(config: Config = Config(), data: CourseData | None = None, verbose: in
     final = dict(initial)
     final.update({key: values[-1] for key, values in history.items() if values})
     for split, prefix in SPLITS.items():
-        error = final.get(f"{prefix}zero_one_error")
-        if error is not None:
-            final[f"{split}_accuracy"] = 1.0 - error
+        error, count = final.get(f"{prefix}zero_one_error"), len(getattr(data, f"y_{split}"))
+        if error is not None:  # the exact fraction right, from the count wrong
+            final[f"{split}_accuracy"] = (count - round(error * count)) / count
     return Result(config, history, final, seconds, metrics.diverged, initial, model)
 
 
