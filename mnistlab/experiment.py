@@ -73,8 +73,10 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
                           config.seed, config.l2_layers)
     else:
         model = build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
+    # The metric as an object, so its variables exist before `fit` traces its step: a variable
+    # created while tracing makes TensorFlow trace the step twice.
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"],
+                  loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
                   steps_per_execution=steps_per_epoch(len(data.y_train), config.batch_size),
                   jit_compile=jit_compile_pays(config))
     return model
