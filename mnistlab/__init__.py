@@ -42,8 +42,7 @@ from .callbacks import EpochMetrics, zero_one_error  # noqa: E402
 from .data import CourseData, load_course_data, load_full_test, one_hot, standardisation_stats  # noqa: E402
 from .config import STUDY_GRID, Config  # noqa: E402
 from .evaluation import binomial_interval, evaluate, evaluate_full_test  # noqa: E402
-from .experiment import (Result, build_model, check_data, set_seed, study, train, train_grid,  # noqa: E402
-                         train_many)
+from .experiment import Result, build_model, check_data, set_seed, study, train, train_grid  # noqa: E402
 from . import diagnostics  # noqa: E402
 from .models import build_cnn, build_mlp, count_trainable, hidden_layers_of, l2_coefficient, make_optimizer  # noqa: E402
 from . import theory  # noqa: E402  (numerical checks of the book's derivations)
@@ -54,7 +53,7 @@ __all__ = [
     "Config", "CourseData", "EpochMetrics", "STUDY_GRID", "Result",
     "binomial_interval", "build_cnn", "build_mlp", "build_model", "check_data", "count_trainable", "evaluate",
     "evaluate_full_test", "hidden_layers_of", "l2_coefficient", "load_course_data", "load_full_test", "make_optimizer", "one_hot",
-    "set_seed", "standardisation_stats", "study", "train", "train_grid", "train_many",
+    "set_seed", "standardisation_stats", "study", "train", "train_grid",
     "diagnostics", "plots", "theory", "zero_one_error",
 ]
 

@@ -114,7 +114,7 @@ def _label(config) -> str:
 
 
 def run(per_class: int, epochs: int, repeats: int, skip_original: bool, skip_cnn: bool, tolerance: float,
-        seed: int, workers: int | None = None, progress=None) -> dict:
+        seed: int, progress=None) -> dict:
     """Time every path `repeats` times, alternating (mnistlab, naive, original, then the CNN's naive
     and mnistlab), so that a change in the machine's load touches all of them alike."""
     import mnistlab as ml
@@ -132,7 +132,7 @@ def run(per_class: int, epochs: int, repeats: int, skip_original: bool, skip_cnn
     for repeat in range(repeats):
         record = {"repeat": repeat + 1, "load_at_start": load_average(), "study": {}, "configurations": []}
         start = time.perf_counter()
-        results = ml.train_many(configs, data, workers=workers)
+        results = [ml.train(config, data) for config in configs]
         record["study"]["mnistlab"] = time.perf_counter() - start
         say(f"repeat {repeat + 1}: mnistlab study {record['study']['mnistlab']:.1f} s (load {load_average()})")
         naive = [naive_fit(config, data) for config in configs]
@@ -174,7 +174,7 @@ def run(per_class: int, epochs: int, repeats: int, skip_original: bool, skip_cnn
         study[f"{path}_seconds"] = min(seconds) if seconds else None
         study[f"{path}_seconds_all"] = seconds
     return {"machine": machine(), "per_class": per_class, "epochs": epochs, "repeats": repeats,
-            "tolerance": tolerance, "workers": workers, "runs": runs, "rows": rows, "study": study,
+            "tolerance": tolerance, "runs": runs, "rows": rows, "study": study,
             "agrees": all(row["agrees"] for row in rows)}
 
 
@@ -230,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of every path; the table shows the "
                                                                "best (default 2)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="threads for ml.train's study (default: ml.train_many's)")
     parser.add_argument("--skip-original", action="store_true", help="skip the original protocol (the slow part)")
     parser.add_argument("--skip-cnn", action="store_true", help="skip the CNN comparison")
     parser.add_argument("--tolerance", type=float, default=0.01,
@@ -241,8 +239,6 @@ def main(argv: list[str] | None = None) -> int:
     problem = _check_output(args.json) if args.json else None
     if problem is None and args.repeats < 1:
         problem = f"--repeats must be >= 1, got {args.repeats}"
-    if problem is None and args.workers is not None and args.workers < 1:
-        problem = f"--workers must be >= 1, got {args.workers}"
     if problem is not None:
         print(f"bench: {problem}", file=sys.stderr)
         return 2
@@ -255,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"bench: load average {load_average()} at the start", flush=True)
     report = run(args.per_class, args.epochs, args.repeats, args.skip_original, args.skip_cnn, args.tolerance,
-                 args.seed, args.workers, progress=lambda text: print(f"bench: {text}", flush=True))
+                 args.seed, progress=lambda text: print(f"bench: {text}", flush=True))
     info = report["machine"]
     print(table(report))
     loads = ", ".join(f"{run['load_at_start']}-{run['load_at_end']}" for run in report["runs"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import itertools
 import json
 import math
-import os
 import time
 
 import keras
@@ -131,12 +129,20 @@ def shuffled_batches(images, labels, batch_size: int, seed: int) -> tf.data.Data
         return epoch.concatenate(tf.data.Dataset.from_tensors((x_rest, y_rest))) if rest else epoch
 
     dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).flat_map(batches)
+    return dataset.with_options(quiet_pipeline())
+
+
+def quiet_pipeline() -> tf.data.Options:
+    """tf.data options for a pipeline that must not compete with training for the cores.
+
+    A step only slices its batch off the epoch's arrays, so there is nothing to overlap:
+    no injected prefetch thread, no autotuning thread, one thread of its own.
+    """
     options = tf.data.Options()
-    # A few kilobytes a step: a prefetching thread would only compete with training for the cores.
     options.experimental_optimization.inject_prefetch = False
-    options.autotune.enabled = os.environ.get("MNISTLAB_AUTOTUNE", "0") == "1"
-    options.threading.private_threadpool_size = int(os.environ.get("MNISTLAB_POOL", "1"))
-    return dataset.with_options(options)
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    return options
 
 
 def check_data(data) -> None:
@@ -208,37 +214,20 @@ def train(config: Config = Config(), data: CourseData | None = None, verbose: in
     return Result(config, history, final, seconds, metrics.diverged, initial, model)
 
 
-def train_many(configs: list[Config], data: CourseData | None = None, verbose: int = 0,
-               workers: int | None = None) -> list[Result]:
-    """`train` each config on the same data, `workers` at a time in threads (default: up to 2 cores).
+def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0) -> list[Result]:
+    """The original notebook's six MLP configurations: 1, 2, 3 hidden layers x lambda in {0, 5}, one after another.
 
-    Results come back in the order of `configs` and are bit-identical to one-by-one runs:
-    each run is seeded by its config alone (initialisers, dropout and augmentation carry
-    their own seeds; the row order comes from the run's own NumPy generator).
+    (Threads do not pay with Keras' `fit`: two runs at a time took as long as one after the
+    other on 2 cores; see README's Performance section.)
     """
-    if workers is None:
-        workers = 1 if verbose else min(2, os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    if data is None and configs:
-        data = load_course_data(configs[0].per_class, configs[0].source)
-    if workers == 1 or len(configs) < 2:
-        return [train(config, data, verbose) for config in configs]
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda config: train(config, data, verbose), configs))
-
-
-def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0,
-          workers: int | None = None) -> list[Result]:
-    """The original notebook's six MLP configurations: 1, 2, 3 hidden layers x lambda in {0, 5}."""
     if data is None:
         data = load_course_data(base.per_class, base.source)
     configs = [dataclasses.replace(base, model="mlp", hidden_layers=h, l2_lambda=lam) for h, lam in STUDY_GRID]
-    return train_many(configs, data, verbose, workers)
+    return [train(config, data, verbose) for config in configs]
 
 
 def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
-               metrics=("val_accuracy", "test_accuracy", "train_accuracy"), workers: int | None = None) -> list[dict]:
+               metrics=("val_accuracy", "test_accuracy", "train_accuracy")) -> list[dict]:
     """In-process twin of a sweep: one `train` per combination of `grid` values and seed.
 
     `grid` maps Config field names to lists of values. Rows are shaped like a sweep's
@@ -253,9 +242,9 @@ def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
     names = list(grid)
     combinations = [dict(zip(names + ["seed"], values))
                     for values in itertools.product(*(grid[name] for name in names), seeds)]
-    configs = [dataclasses.replace(base, **changes) for changes in combinations]
     rows = []
-    for changes, result in zip(combinations, train_many(configs, data, workers=workers)):
+    for changes in combinations:
+        result = train(dataclasses.replace(base, **changes), data)
         row = dict(changes)
         row.update({metric: result.final.get(metric) for metric in metrics})
         row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")
