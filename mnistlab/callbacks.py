@@ -74,12 +74,10 @@ class EpochMetrics(keras.callbacks.Callback):
     Labels are integers 0..9; the model maps images to class probabilities.
     """
 
-    def __init__(self, train: tuple, val: tuple | None = None, test: tuple | None = None,
-                 jit_compile: bool = False):
+    def __init__(self, train: tuple, val: tuple | None = None, test: tuple | None = None):
         super().__init__()
-        given = {"train": train, "val": val, "test": test}
+        given = {"train": train, "val": val, "test": test}  # (images, integer labels) each
         self.splits = {name: pair for name, pair in given.items() if pair is not None}
-        self.jit_compile = jit_compile
         self.initial: dict[str, float] = {}
         self.diverged = False
         self.diverged_epoch: int | None = None
@@ -99,7 +97,7 @@ class EpochMetrics(keras.callbacks.Callback):
         self._biases = [layer.bias for layer in hidden]
         # The kernels as they were at the last measurement, kept outside the model.
         self._previous = [tf.Variable(tf.identity(kernel.value), trainable=False) for kernel in self._kernels]
-        self._measure = tf.function(self._measure_all, jit_compile=self.jit_compile, autograph=False)
+        self._measure = tf.function(self._measure_all, autograph=False)
         values = self._values(self._measure())
         # No epoch has passed: no change yet, and the training loss and accuracy are the whole set's.
         self.initial = {key: value for key, value in values.items()
