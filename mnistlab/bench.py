@@ -184,23 +184,22 @@ def _seconds(value) -> str:
 
 def table(report: dict) -> str:
     """The report as a Markdown table: best seconds per path, totals, ratios, accuracy agreement."""
-    lines = ["| configuration | (a) original protocol (s) | (b) naive fit (s) | (c) ml.train (s) "
-             "| (c) / (b) | validation accuracy (b) / (c) |", "|---|---:|---:|---:|---:|---|"]
+    from .plots import Table
+
+    rows = []
     for row in report["rows"]:
-        ratio = row["mnistlab_seconds"] / row["naive_seconds"]
-        lines.append(f"| {row['configuration']} | {_seconds(row['original_seconds'])} | "
-                     f"{_seconds(row['naive_seconds'])} | {_seconds(row['mnistlab_seconds'])} | {ratio:.2f} | "
+        rows.append([row["configuration"], _seconds(row["original_seconds"]), _seconds(row["naive_seconds"]),
+                     _seconds(row["mnistlab_seconds"]), f"{row['mnistlab_seconds'] / row['naive_seconds']:.2f}",
                      f"{row['naive_val_accuracy']:.3f} / {row['mnistlab_val_accuracy']:.3f}"
-                     f"{'' if row['agrees'] else ' (DISAGREE)'} |")
+                     + ("" if row["agrees"] else " (DISAGREE)")])
     study = report["study"]
-    lines.append(f"| **six-configuration study** | {_seconds(study['original_seconds'])} | "
-                 f"{_seconds(study['naive_seconds'])} | {_seconds(study['mnistlab_seconds'])} | "
-                 f"{study['mnistlab_seconds'] / study['naive_seconds']:.2f} | |")
     ours = study["mnistlab_seconds"]
-    ratios = [f"{study[key] / ours:.0f}x" if study[key] is not None else "—"
-              for key in ("original_seconds", "naive_seconds")]
-    lines.append(f"| **ml.train is faster by** | {ratios[0]} | {ratios[1]} | | | |")
-    return "\n".join(lines)
+    rows.append(["**six-configuration study**", _seconds(study["original_seconds"]), _seconds(study["naive_seconds"]),
+                 _seconds(ours), f"{ours / study['naive_seconds']:.2f}", ""])
+    rows.append(["**ml.train is faster by**"] + [f"{study[key] / ours:.0f}x" if study[key] is not None else "—"
+                                                 for key in ("original_seconds", "naive_seconds")] + ["", "", ""])
+    return Table(["configuration", "(a) original protocol (s)", "(b) naive fit (s)", "(c) ml.train (s)", "(c) / (b)",
+                  "validation accuracy (b) / (c)"], rows).to_markdown()
 
 
 def _check_output(path: str) -> str | None:

@@ -174,7 +174,7 @@ def _series(history: dict, key: str) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in history.get(key, [])], dtype=float)
 
 
-def summarise(result) -> dict:
+def summarise_run(result) -> dict:
     """The numbers a chapter reports about one finished run, floats rounded to 4 decimals.
 
     Choices are made on the validation split, the test split only reports:

@@ -176,7 +176,7 @@ def test_summarise_chooses_on_validation_and_reports_test(tiny):
     result.history["test_zero_one_error"] = [0.6, 0.3, 0.1]
     result.history["val_loss"] = [2.0, 1.5, 1.7]
     result.final.update(train_accuracy=0.9, val_accuracy=0.6, test_accuracy=0.7, val_loss=1.7)
-    values = dg.summarise(result)
+    values = dg.summarise_run(result)
     assert values["status"] == "ok" and values["epochs_run"] == 3
     assert values["gap"] == pytest.approx(0.3)
     assert values["best_val_accuracy"] == pytest.approx(0.8) and values["best_epoch"] == 2
@@ -194,7 +194,7 @@ def test_summarise_a_diverged_run_without_finite_epochs(tiny):
     for key in ("val_zero_one_error", "val_loss", "test_zero_one_error"):
         result.history[key] = [None, None]
     result.diverged = True
-    values = dg.summarise(result)
+    values = dg.summarise_run(result)
     assert values["status"] == "diverged"
     assert values["best_epoch"] is None and values["best_val_accuracy"] is None and values["min_val_loss"] is None
 

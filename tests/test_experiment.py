@@ -177,7 +177,7 @@ def test_diverged_run_is_reported(tiny_data):
     result = ml.train(config, tiny_data)
     assert result.diverged and len(result.history["loss"]) < 10 and result.history["loss"][-1] is None
     json.dumps(result.to_dict(), allow_nan=False)  # NaN and infinity become null
-    summary = ml.diagnostics.summarise(result)
+    summary = ml.diagnostics.summarise_run(result)
     assert summary["status"] == "diverged" and summary["epochs_run"] == len(result.history["loss"])
 
 
@@ -186,7 +186,7 @@ def test_zero_epochs_give_the_initial_values(tiny_data):
     assert result.history == {} and not result.diverged
     assert result.final["test_accuracy"] == pytest.approx(1 - result.initial["test_zero_one_error"])
     assert result.final["speed_hidden_1"] == result.initial["speed_hidden_1"]
-    summary = ml.diagnostics.summarise(result)
+    summary = ml.diagnostics.summarise_run(result)
     assert summary["status"] == "empty" and summary["best_epoch"] is None
     assert summary["val_accuracy"] == round(result.final["val_accuracy"], 4)
 
