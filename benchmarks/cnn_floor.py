@@ -2,11 +2,11 @@
 
 Run: python benchmarks/cnn_floor.py [--epochs 30] [--repeats 5]
 
-It times, on the bundled 1,000 training and 1,000 held-out images:
+It times, on the bundled 1,000 training, 1,000 validation and 1,000 test images:
   1. forward + backward of 100 batch-10 steps with no dropout, no augmentation, no loss
      bookkeeping and no weight update (one graph while-loop): the convolutions' arithmetic;
   2. the same with dropout on (training=True) and the augmentation layers;
-  3. the forward pass over both whole sets that per-epoch metrics need (as `ml.train` measures);
+  3. the forward pass over the three whole splits that per-epoch metrics need (as `ml.train` measures);
   4. one epoch of mnistlab's engine (training + all metrics), for comparison.
 Then it extrapolates each to `--epochs` epochs and counts the floating-point work.
 """
@@ -58,6 +58,7 @@ def main() -> None:
     ml.set_seed(config.seed)
     x_train = tf.constant(data.x_train.astype(np.float32))
     y_train = tf.constant(ml.one_hot(data.y_train))
+    x_val = tf.constant(data.x_val.astype(np.float32))
     x_test = tf.constant(data.x_test.astype(np.float32))
     steps = len(data.x_train) // config.batch_size
 
@@ -81,7 +82,7 @@ def main() -> None:
 
     @tf.function(autograph=False)
     def whole_sets():
-        return tf.reduce_sum(full(x_train, training=False)) + tf.reduce_sum(full(x_test, training=False))
+        return sum(tf.reduce_sum(full(x, training=False)) for x in (x_train, x_val, x_test))
 
     def median_seconds(function):
         function()  # trace and warm up
@@ -94,7 +95,7 @@ def main() -> None:
 
     bare_steps, full_steps, metrics = ("forward + backward, no dropout or augmentation",
                                        "forward + backward with dropout and augmentation",
-                                       "forward over both whole sets (per-epoch metrics)")
+                                       "forward over the three whole splits (per-epoch metrics)")
     pieces = {bare_steps: median_seconds(steps_loop(bare, False)),
               full_steps: median_seconds(steps_loop(full, True)),
               metrics: median_seconds(whole_sets)}
@@ -112,7 +113,7 @@ def main() -> None:
 
     forward, forward_backward = flops_per_image(full)
     work = {bare_steps: forward_backward * len(data.x_train), full_steps: forward_backward * len(data.x_train),
-            metrics: forward * (len(data.x_train) + len(data.x_test))}
+            metrics: forward * (len(data.x_train) + len(data.x_val) + len(data.x_test))}
     print(f"| piece | s per epoch | x {args.epochs} epochs (s) | GFLOP per epoch | GFLOP/s |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds in pieces.items():
@@ -123,7 +124,7 @@ def main() -> None:
     print(f"\nArithmetic floor (no dropout, augmentation, optimizer, start-up): {floor * args.epochs:.1f} s "
           f"for {args.epochs} epochs.")
     info = bench.machine()
-    print(f"{info['cores']} cores, {info['cpu']}, load {info['load_average_1min']}; TensorFlow {info['tensorflow']}, "
+    print(f"{info['cores']} cores, {info['cpu']}, load {bench.load_average()}; TensorFlow {info['tensorflow']}, "
           f"Keras {info['keras']}; one-image forward {forward / 1e6:.1f} MFLOP, forward + backward "
           f"{forward_backward / 1e6:.1f} MFLOP.")
 

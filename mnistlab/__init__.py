@@ -54,11 +54,12 @@ def _import_tensorflow_quietly():
 
 _import_tensorflow_quietly()
 
-from .callbacks import DivergenceGuard, LearningSpeed, ZeroOneError, zero_one_error  # noqa: E402
+from .callbacks import EpochMetrics, zero_one_error  # noqa: E402
 from .data import CourseData, load_course_data, load_full_test, one_hot, standardisation_stats  # noqa: E402
 from .config import STUDY_GRID, Config  # noqa: E402
-from .experiment import Result, build_model, set_seed, study, train, train_many  # noqa: E402
-from . import diagnostics, plots  # noqa: E402
+from .evaluation import binomial_interval, evaluate, evaluate_full_test  # noqa: E402
+from .experiment import Result, build_model, check_data, set_seed, study, train, train_grid  # noqa: E402
+from . import diagnostics  # noqa: E402
 from .models import build_cnn, build_mlp, count_trainable, hidden_layers_of, l2_coefficient, make_optimizer  # noqa: E402
 from . import theory  # noqa: E402  (numerical checks of the book's derivations)
 from .notebook import glue  # noqa: E402
@@ -66,9 +67,18 @@ from .notebook import glue  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "CourseData", "STUDY_GRID", "DivergenceGuard", "LearningSpeed", "Result", "ZeroOneError",
-    "build_cnn", "build_mlp", "build_model", "count_trainable", "hidden_layers_of", "l2_coefficient",
-    "load_course_data", "load_full_test", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
-    "train_many",
+    "Config", "CourseData", "EpochMetrics", "STUDY_GRID", "Result",
+    "binomial_interval", "build_cnn", "build_mlp", "build_model", "check_data", "count_trainable", "evaluate",
+    "evaluate_full_test", "hidden_layers_of", "l2_coefficient", "load_course_data", "load_full_test", "make_optimizer", "one_hot",
+    "set_seed", "standardisation_stats", "study", "train", "train_grid",
     "diagnostics", "glue", "plots", "theory", "zero_one_error",
 ]
+
+
+def __getattr__(name):
+    # `ml.plots` is imported on first use, so that importing mnistlab does not import pyplot.
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

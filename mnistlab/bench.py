@@ -1,4 +1,4 @@
-"""`python -m mnistlab bench`: the original protocol, a plain Keras fit and mnistlab's engine, timed in one run."""
+"""`python -m mnistlab bench`: the original protocol, a naive Keras fit and `ml.train`, timed alternately in one run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import time
 
 import numpy as np
 
+PATHS = ("original", "naive", "mnistlab")
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")
+
 
 def machine() -> dict:
-    """What the timings ran on: cores, CPU model, load, library versions."""
+    """What the timings ran on: cores, CPU model, library versions, thread setting."""
     import keras
     import tensorflow as tf
 
@@ -23,35 +29,43 @@ def machine() -> dict:
             model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"cores": os.cpu_count(), "cpu": model, "load_average_1min": round(load, 2),
-            "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
+    return {"cores": os.cpu_count(), "cpu": model, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS")}
 
 
-def original_protocol(config, data) -> float:
+def original_protocol(config, data) -> dict:
     """The original notebook's cost, ported to Keras 3: each configuration trained three times.
 
-    1. one `fit` of all epochs for the history; 2. a fresh model, epochs x (fit one epoch,
-    predict both sets) for the zero-one error; 3. a fresh model, epochs x (copy weights, fit
-    one epoch with validation, copy weights) for the learning speed. Corrected
-    hyperparameters (the config's SGD and L2), batch 10 as in the original; returns seconds.
+    1. one `fit` of all epochs with the test set as validation data, for the history; 2. a
+    fresh model, epochs x (fit one epoch, predict both sets) for the zero-one error; 3. a
+    fresh model, epochs x (copy weights, fit one epoch with validation, copy weights) for the
+    learning speed. The config's hyperparameters (corrected SGD and L2, batch 10, as in the
+    original); Keras' default compile and shuffling.
     """
     import mnistlab as ml
 
-    x_train, x_test = data.x_train.astype(np.float32), data.x_val.astype(np.float32)
-    y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_val)
+    x_train, x_test = data.x_train.astype(np.float32), data.x_test.astype(np.float32)
+    y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_test)
     fit = dict(batch_size=config.batch_size, verbose=0)
     start = time.perf_counter()
+
+    def fresh():
+        model = ml.build_model(config, data)
+        model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+        return model
+
     ml.set_seed(config.seed)
-    model = ml.build_model(config, data)
-    model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=config.epochs, **fit)
-    model = ml.build_model(config, data)
+    model = fresh()
+    history = model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=config.epochs, **fit).history
+    model = fresh()
     errors = []
     for _ in range(config.epochs):
         model.fit(x_train, y_train, epochs=1, **fit)
         errors.append([np.mean(np.argmax(model.predict(x, verbose=0), axis=1) != labels)
-                       for x, labels in ((x_train, data.y_train), (x_test, data.y_val))])
-    model = ml.build_model(config, data)
+                       for x, labels in ((x_train, data.y_train), (x_test, data.y_test))])
+    model = fresh()
     parameters = model.count_params()
     changes = []
     for _ in range(config.epochs):
@@ -60,27 +74,37 @@ def original_protocol(config, data) -> float:
         new = model.get_weights()
         with np.errstate(divide="ignore", invalid="ignore"):
             changes.append(sum(np.sum(np.abs((o - n) / n)) for o, n in zip(old, new)) / parameters)
-    return time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "test_accuracy": history["val_accuracy"][-1]}
 
 
-def plain_fit(config, data):
-    """One plain Keras `fit` (batch 10, validation data, no extra metrics) in mnistlab's seeded row order.
-
-    Returns (seconds, final test accuracy, final running training accuracy).
-    """
+def naive_fit(config, data) -> dict:
+    """A plain Keras `fit` as a student would write it: default compile (one step per call, no XLA),
+    validation on the validation split every epoch in batches of `config.batch_size`, no extra
+    metrics; the same model, optimizer and seeded row order as `ml.train`."""
     import mnistlab as ml
-    from mnistlab import fast
+    from mnistlab import experiment
 
     start = time.perf_counter()
     ml.set_seed(config.seed)
     model = ml.build_model(config, data)
-    orders = fast.shuffled_orders(data.num_train, config.epochs, config.seed)
-    history = model.fit(fast.input_pipeline(data.x_train, ml.one_hot(data.y_train), config.batch_size, orders),
-                        epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
+    model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(experiment.shuffled_batches(data.x_train, data.y_train, config.batch_size, config.seed),
+                        epochs=config.epochs,
+                        steps_per_epoch=experiment.steps_per_epoch(len(data.y_train), config.batch_size),
                         shuffle=False,  # the dataset already is in the seeded order
                         validation_data=(data.x_val.astype(np.float32), ml.one_hot(data.y_val)),
                         validation_batch_size=config.batch_size, verbose=0).history
-    return time.perf_counter() - start, history["val_accuracy"][-1], history["accuracy"][-1]
+    return {"seconds": time.perf_counter() - start, "val_accuracy": history["val_accuracy"][-1],
+            "running_accuracy": history["accuracy"][-1]}
+
+
+def mnistlab_train(config, data) -> dict:
+    import mnistlab as ml
+
+    result = ml.train(config, data)
+    return {"seconds": result.seconds, "val_accuracy": result.history["val_accuracy"][-1],
+            "running_accuracy": result.history["accuracy"][-1], "test_accuracy": result.final["test_accuracy"]}
 
 
 def _label(config) -> str:
@@ -89,10 +113,11 @@ def _label(config) -> str:
     return f"{config.hidden_layers} hidden, lambda={config.l2_lambda:g}"
 
 
-def run(per_class: int, epochs: int, skip_original: bool, skip_cnn: bool, tolerance: float, seed: int) -> dict:
-    """Time everything; the mnistlab engine goes first, so it pays TensorFlow's one-time start-up costs."""
+def run(per_class: int, epochs: int, repeats: int, skip_original: bool, skip_cnn: bool, tolerance: float,
+        seed: int, progress=None) -> dict:
+    """Time every path `repeats` times, alternating (mnistlab, naive, original, then the CNN's naive
+    and mnistlab), so that a change in the machine's load touches all of them alike."""
     import mnistlab as ml
-    from mnistlab import fast
 
     import tensorflow as tf
 
@@ -101,41 +126,56 @@ def run(per_class: int, epochs: int, skip_original: bool, skip_cnn: bool, tolera
     data = ml.load_course_data(per_class)
     base = ml.Config(per_class=per_class, epochs=epochs, seed=seed)
     configs = [dataclasses.replace(base, hidden_layers=h, l2_lambda=lam) for h, lam in ml.STUDY_GRID]
-    load_at_start = machine()["load_average_1min"]  # other processes' load colours every timing
-    fast.clear_compiled()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    results = ml.study(base, data)
-    study_seconds, study_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    fast.clear_compiled()  # once more in one thread, compiling again, to show what the threads bring
-    start = time.perf_counter()
-    ml.study(base, data, workers=1)
-    one_thread_seconds = time.perf_counter() - start
+    cnn = dataclasses.replace(base, model="cnn")
+    say = progress or (lambda text: None)
+    runs = []
+    for repeat in range(repeats):
+        record = {"repeat": repeat + 1, "load_at_start": load_average(), "study": {}, "configurations": []}
+        start = time.perf_counter()
+        results = [ml.train(config, data) for config in configs]
+        record["study"]["mnistlab"] = time.perf_counter() - start
+        say(f"repeat {repeat + 1}: mnistlab study {record['study']['mnistlab']:.1f} s (load {load_average()})")
+        naive = [naive_fit(config, data) for config in configs]
+        record["study"]["naive"] = sum(r["seconds"] for r in naive)
+        say(f"repeat {repeat + 1}: naive study {record['study']['naive']:.1f} s (load {load_average()})")
+        original = [None] * len(configs) if skip_original else [original_protocol(c, data) for c in configs]
+        record["study"]["original"] = None if skip_original else sum(r["seconds"] for r in original)
+        if not skip_original:
+            say(f"repeat {repeat + 1}: original study {record['study']['original']:.1f} s (load {load_average()})")
+        for config, result, plain, old in zip(configs, results, naive, original):
+            ours = {"seconds": result.seconds, "val_accuracy": result.history["val_accuracy"][-1],
+                    "running_accuracy": result.history["accuracy"][-1], "test_accuracy": result.final["test_accuracy"]}
+            record["configurations"].append({"configuration": _label(config), "mnistlab": ours, "naive": plain,
+                                             "original": old})
+        if not skip_cnn:
+            plain, ours = naive_fit(cnn, data), mnistlab_train(cnn, data)
+            record["configurations"].append({"configuration": _label(cnn), "mnistlab": ours, "naive": plain,
+                                             "original": None})
+            say(f"repeat {repeat + 1}: CNN naive {plain['seconds']:.1f} s, mnistlab {ours['seconds']:.1f} s "
+                f"(load {load_average()})")
+        record["load_at_end"] = load_average()
+        runs.append(record)
     rows = []
-    for config, result in zip(configs, results):
-        plain_seconds, plain_test, plain_train = plain_fit(config, data)
-        rows.append({"configuration": _label(config), "mnistlab_seconds": result.seconds,
-                     "plain_fit_seconds": plain_seconds,
-                     "original_seconds": None if skip_original else original_protocol(config, data),
-                     "mnistlab_test_accuracy": result.final.get("test_accuracy"), "plain_test_accuracy": plain_test,
-                     "mnistlab_running_accuracy": result.final.get("accuracy"), "plain_running_accuracy": plain_train})
-    summary = {"mnistlab_seconds": study_seconds, "mnistlab_cpu_seconds": study_cpu,
-               "mnistlab_one_thread_seconds": one_thread_seconds,
-               "plain_fit_seconds": sum(r["plain_fit_seconds"] for r in rows),
-               "original_seconds": None if skip_original else sum(r["original_seconds"] for r in rows)}
-    if not skip_cnn:
-        cnn = dataclasses.replace(base, model="cnn")
-        result = ml.train(cnn, data)
-        plain_seconds, plain_test, plain_train = plain_fit(cnn, data)
-        rows.append({"configuration": _label(cnn), "mnistlab_seconds": result.seconds,
-                     "plain_fit_seconds": plain_seconds, "original_seconds": None,
-                     "mnistlab_test_accuracy": result.final.get("test_accuracy"), "plain_test_accuracy": plain_test,
-                     "mnistlab_running_accuracy": result.final.get("accuracy"), "plain_running_accuracy": plain_train})
-    for row in rows:
-        gaps = [abs(row[f"mnistlab_{kind}_accuracy"] - row[f"plain_{kind}_accuracy"])
-                if row[f"mnistlab_{kind}_accuracy"] is not None else float("inf") for kind in ("test", "running")]
-        row["agrees"] = max(gaps) <= tolerance
-    return {"machine": machine(), "load_average_at_start": load_at_start, "per_class": per_class, "epochs": epochs, "tolerance": tolerance,
-            "rows": rows, "study": summary, "agrees": all(row["agrees"] for row in rows)}
+    for index, entry in enumerate(runs[0]["configurations"]):
+        row = {"configuration": entry["configuration"]}
+        for path in PATHS:
+            seconds = [run["configurations"][index][path]["seconds"] for run in runs
+                       if run["configurations"][index][path] is not None]
+            row[f"{path}_seconds"] = min(seconds) if seconds else None
+            row[f"{path}_seconds_all"] = seconds
+        ours, plain = entry["mnistlab"], entry["naive"]
+        row.update(mnistlab_val_accuracy=ours["val_accuracy"], naive_val_accuracy=plain["val_accuracy"],
+                   mnistlab_test_accuracy=ours["test_accuracy"],
+                   agrees=max(abs(ours[k] - plain[k]) for k in ("val_accuracy", "running_accuracy")) <= tolerance)
+        rows.append(row)
+    study = {}
+    for path in PATHS:
+        seconds = [run["study"][path] for run in runs if run["study"][path] is not None]
+        study[f"{path}_seconds"] = min(seconds) if seconds else None
+        study[f"{path}_seconds_all"] = seconds
+    return {"machine": machine(), "per_class": per_class, "epochs": epochs, "repeats": repeats,
+            "tolerance": tolerance, "runs": runs, "rows": rows, "study": study,
+            "agrees": all(row["agrees"] for row in rows)}
 
 
 def _seconds(value) -> str:
@@ -143,66 +183,96 @@ def _seconds(value) -> str:
 
 
 def table(report: dict) -> str:
-    """The report as a Markdown table: seconds per configuration, totals, ratios, accuracy agreement."""
-    lines = ["| configuration | original protocol (s) | plain fit (s) | mnistlab (s) "
-             "| test accuracy plain / mnistlab |", "|---|---:|---:|---:|---|"]
+    """The report as a Markdown table: best seconds per path, totals, ratios, accuracy agreement."""
+    from .plots import Table
+
+    rows = []
     for row in report["rows"]:
-        lines.append(f"| {row['configuration']} | {_seconds(row['original_seconds'])} | "
-                     f"{_seconds(row['plain_fit_seconds'])} | {_seconds(row['mnistlab_seconds'])} | "
-                     f"{row['plain_test_accuracy']:.3f} / {row['mnistlab_test_accuracy']:.3f}"
-                     f"{'' if row['agrees'] else ' (DISAGREE)'} |")
+        rows.append([row["configuration"], _seconds(row["original_seconds"]), _seconds(row["naive_seconds"]),
+                     _seconds(row["mnistlab_seconds"]), f"{row['mnistlab_seconds'] / row['naive_seconds']:.2f}",
+                     f"{row['naive_val_accuracy']:.3f} / {row['mnistlab_val_accuracy']:.3f}"
+                     + ("" if row["agrees"] else " (DISAGREE)")])
     study = report["study"]
-    lines.append(f"| **six-configuration study** | {_seconds(study['original_seconds'])} | "
-                 f"{_seconds(study['plain_fit_seconds'])} | {_seconds(study['mnistlab_seconds'])} | |")
     ours = study["mnistlab_seconds"]
-    ratios = [f"{study[key] / ours:.0f}x" if study[key] is not None else "—"
-              for key in ("original_seconds", "plain_fit_seconds")]
-    lines.append(f"| **speed-up of mnistlab** | {ratios[0]} | {ratios[1]} | 1x | |")
-    return "\n".join(lines)
+    rows.append(["**six-configuration study**", _seconds(study["original_seconds"]), _seconds(study["naive_seconds"]),
+                 _seconds(ours), f"{ours / study['naive_seconds']:.2f}", ""])
+    rows.append(["**ml.train is faster by**"] + [f"{study[key] / ours:.0f}x" if study[key] is not None else "—"
+                                                 for key in ("original_seconds", "naive_seconds")] + ["", "", ""])
+    return Table(["configuration", "(a) original protocol (s)", "(b) naive fit (s)", "(c) ml.train (s)", "(c) / (b)",
+                  "validation accuracy (b) / (c)"], rows).to_markdown()
+
+
+def _check_output(path: str) -> str | None:
+    """Why `path` cannot take the JSON report, or None: checked before any work starts."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"cannot write {path!r}: it is a directory"
+    if not os.path.isdir(folder):
+        return f"cannot write {path!r}: folder {folder!r} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write {path!r}: folder {folder!r} is not writable"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m mnistlab bench`; returns 0 if mnistlab agrees with the plain fit, else 1."""
+    """Entry point of `python -m mnistlab bench`; 0 if ml.train agrees with the naive fit, 1 if not, 2 on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m mnistlab bench",
-        description="Time the six-configuration MLP study three ways in one run: (a) a Keras 3 port of the "
-                    "original notebook's protocol (each configuration trained three times), (b) one plain "
-                    "Keras fit per configuration, (c) mnistlab's engine with every per-epoch metric; also the "
-                    "CNN. Prints a Markdown table; exits 1 if (c) and (b) final accuracies differ by more "
-                    "than the tolerance. Not a test: timings depend on the machine and its load.")
-    parser.add_argument("--per-class", type=int, default=100, help="images per digit in each set (default 100)")
+        description="Time the six-configuration MLP study and the CNN three ways in one run, alternating: "
+                    "(a) a Keras 3 port of the original notebook's protocol (each configuration trained three "
+                    "times), (b) a naive Keras fit (one step per call, validation every epoch in batches of 10), "
+                    "(c) ml.train with every per-epoch metric. Prints a Markdown table of the best of "
+                    "--repeats runs; exits 1 if (c) and (b) final accuracies differ by more than the tolerance. "
+                    "Not a test: timings depend on the machine and its load.")
+    parser.add_argument("--per-class", type=int, default=100, help="images per digit in each split (default 100)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs per configuration (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of every path; the table shows the "
+                                                               "best (default 2)")
     parser.add_argument("--skip-original", action="store_true", help="skip the original protocol (the slow part)")
     parser.add_argument("--skip-cnn", action="store_true", help="skip the CNN comparison")
     parser.add_argument("--tolerance", type=float, default=0.01,
-                        help="largest allowed accuracy gap between mnistlab and the plain fit (default 0.01)")
+                        help="largest allowed accuracy gap between ml.train and the naive fit (default 0.01)")
     parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     args = parser.parse_args(argv)
+    problem = _check_output(args.json) if args.json else None
+    if problem is None and args.repeats < 1:
+        problem = f"--repeats must be >= 1, got {args.repeats}"
+    if problem is not None:
+        print(f"bench: {problem}", file=sys.stderr)
+        return 2
     import mnistlab as ml  # after argparse, so --help answers without loading TensorFlow
 
     try:
-        dataclasses.replace(ml.Config(), per_class=args.per_class, epochs=args.epochs, seed=args.seed)
+        ml.Config(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
     except ValueError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
-    report = run(args.per_class, args.epochs, args.skip_original, args.skip_cnn, args.tolerance, args.seed)
+    print(f"bench: load average {load_average()} at the start", flush=True)
+    report = run(args.per_class, args.epochs, args.repeats, args.skip_original, args.skip_cnn, args.tolerance,
+                 args.seed, progress=lambda text: print(f"bench: {text}", flush=True))
     info = report["machine"]
     print(table(report))
-    study = report["study"]
-    print(f"\nmnistlab's study: {study['mnistlab_seconds']:.1f} s wall with its default threads "
-          f"({study['mnistlab_cpu_seconds']:.1f} s of CPU), {study['mnistlab_one_thread_seconds']:.1f} s in one "
-          f"thread; both include compiling. Per-configuration mnistlab times overlap (two at a time).")
-    print(f"{info['cores']} cores, {info['cpu']}, load average {report['load_average_at_start']} at the start "
-          f"and {info['load_average_1min']} at the end; "
-          f"Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}; "
-          f"{args.per_class * 10} training and {args.per_class * 10} test images, {args.epochs} epochs.")
+    loads = ", ".join(f"{run['load_at_start']}-{run['load_at_end']}" for run in report["runs"])
+    print(f"\nBest of {args.repeats} alternating run(s); load average per run (start-end): {loads}. "
+          f"{info['cores']} cores, {info['cpu']}; Python {info['python']}, TensorFlow {info['tensorflow']}, "
+          f"Keras {info['keras']}, TF_NUM_INTRAOP_THREADS={info['TF_NUM_INTRAOP_THREADS']}; "
+          f"{args.per_class * 10} images per split, {args.epochs} epochs.")
+    for row in report["rows"]:
+        spread = ", ".join(f"{path} {min(row[f'{path}_seconds_all']):.1f}-{max(row[f'{path}_seconds_all']):.1f} s"
+                           for path in PATHS if row[f"{path}_seconds_all"])
+        if row["configuration"].startswith("CNN"):
+            print(f"CNN, range over the runs: {spread}")
     if args.json:
         from mnistlab.experiment import write_json_atomic
 
-        write_json_atomic(args.json, report)
+        try:
+            write_json_atomic(args.json, report)
+        except OSError as error:
+            print(f"bench: could not write {args.json} ({error}); the table above has the results", file=sys.stderr)
+            return 1
     if not report["agrees"]:
-        print(f"bench: mnistlab and the plain fit disagree by more than {args.tolerance} in accuracy",
+        print(f"bench: ml.train and the naive fit disagree by more than {args.tolerance} in accuracy",
               file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Diagnostics as Keras callbacks that write into `logs`: zero-one error, learning speed, divergence."""
+"""EpochMetrics: every per-epoch metric of the course on whole sets, in one compiled call, written into `logs`."""
 
 from __future__ import annotations
 
@@ -11,112 +11,161 @@ import tensorflow as tf
 from .data import one_hot
 from .models import hidden_layers_of
 
+# Prefixes of the three splits in `logs` and History, as Keras names its validation keys.
+SPLITS = {"train": "", "val": "val_", "test": "test_"}
+# Images per forward pass when measuring: bounds the memory of a CNN on a large set.
+CHUNK = 1000
+
 
 def zero_one_error(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose most probable class is not the label."""
-    return float(np.mean(np.argmax(probabilities, axis=1) != np.asarray(labels)))
+    """Fraction of rows whose most probable class is not the label; a row with NaN or infinity counts as wrong."""
+    probabilities = np.asarray(probabilities)
+    wrong = (np.argmax(probabilities, axis=1) != np.asarray(labels)) | ~np.isfinite(probabilities).all(axis=1)
+    return float(np.mean(wrong))
 
 
-class ZeroOneError(keras.callbacks.Callback):
-    """Zero-one error of the model as it stands at the end of each epoch (inference mode).
+def _wrong(y_onehot, probabilities):
+    # A prediction that is not finite is never right (argmax of NaN would pick class 0).
+    missed = tf.argmax(probabilities, axis=1) != tf.argmax(y_onehot, axis=1)
+    broken = tf.logical_not(tf.reduce_all(tf.math.is_finite(probabilities), axis=1))
+    return tf.reduce_sum(tf.cast(tf.logical_or(missed, broken), tf.int32))
 
-    Keras' `accuracy` is averaged over the epoch's mini-batches while the weights move
-    (and with dropout on); this is the error of the final weights on the whole set.
-    Logs `zero_one_error` (training set) and `val_zero_one_error` (held-out set).
+
+def split_sums(model, images, y_onehot):
+    """Wrong predictions and mean cross-entropy C0 of `model` on a whole set, a chunk at a time (inference mode).
+
+    Call it inside a tf.function: Keras' loss then works from the softmax's logits, as `fit` does.
+    """
+    count = images.shape[0]
+    wrong, cross_entropy = tf.constant(0), tf.constant(0.0)
+    for start in range(0, count, CHUNK):
+        probabilities = model(images[start:start + CHUNK], training=False)
+        targets = y_onehot[start:start + CHUNK]
+        wrong += _wrong(targets, probabilities)
+        cross_entropy += tf.reduce_sum(keras.losses.categorical_crossentropy(targets, probabilities))
+    # Summed, then divided, as Keras' mean-over-batch reduction does.
+    return wrong, cross_entropy / count
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Every per-epoch metric of the course, on whole sets, at initialisation and after every epoch.
+
+    One compiled call measures the model as it stands (inference mode: no dropout, no
+    augmentation) on each split given and writes into `logs`, so that History, CSVLogger and
+    any later callback see the values. Keys, with no prefix for the training set, `val_` for
+    validation and `test_` for test:
+
+    - `<p>zero_one_error`: fraction of the split's images misclassified (exact count / N);
+    - `<p>cross_entropy`: C0, the mean categorical cross-entropy, without the penalty;
+    - `val_loss`, `test_loss`: C0 + penalty, and `val_accuracy`, `test_accuracy` (float32,
+      as Keras' evaluate computes them); the training split's `loss` and `accuracy` stay
+      Keras' own, running means over the epoch's mini-batches while the weights move;
+    - `penalty`: the regularisation term sum(model.losses) (0 without L2);
+    - for each hidden layer k (layers named `hidden_<k>`, input side first):
+      `speed_hidden_<k>`, Nielsen's ||dC0/db^k|| on the whole training set;
+      `weight_change_hidden_<k>`, the mean over the kernel's entries of
+      |W_new - W_old| / |W_old| during the epoch (entries with W_old = 0 left out);
+      `norm_change_hidden_<k>`, ||W_new - W_old|| / ||W_old|| during the epoch.
+
+    `initial` holds the values at initialisation, measured in `on_train_begin` (every key
+    above except the epoch's changes, and with `loss` and `accuracy` of the training split
+    measured on the whole set, since no mini-batch has run). A NaN or infinite training loss
+    stops training after the epoch (as Keras' TerminateOnNaN, silently) and sets `diverged`.
+    Labels are integers 0..9; the model maps images to class probabilities.
     """
 
-    def __init__(self, x_train, y_train, x_test, y_test):
+    def __init__(self, train: tuple, val: tuple | None = None, test: tuple | None = None):
         super().__init__()
-        self.sets = {"zero_one_error": (x_train, np.asarray(y_train)),
-                     "val_zero_one_error": (x_test, np.asarray(y_test))}
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        for key, (x, labels) in self.sets.items():
-            logs[key] = zero_one_error(self.model.predict_on_batch(x), labels)
-
-
-class LearningSpeed(keras.callbacks.Callback):
-    """How fast each hidden layer learns, two measures, at initialisation and after every epoch.
-
-    speed_hidden_<k>: Nielsen's ||dC/db^k||, the norm of the gradient of the unregularised
-        mean cross-entropy over the whole training set with respect to layer k's biases.
-    weight_change_hidden_<k>: the mean over layer k's kernel entries of |W_new - W_old| / |W_old|
-        during the epoch (entries with W_old = 0 left out); 0 at initialisation.
-    `self.history` holds epochs + 1 values per key; `logs` gets each epoch's value.
-    """
-
-    def __init__(self, x_train, y_train):
-        super().__init__()
-        self.x_train = np.asarray(x_train)
-        self.y_onehot = one_hot(y_train)
-        self.history: dict[str, list[float]] = {}
-
-    def _bias_gradient_norms(self) -> list[float]:
-        return [float(v) for v in self._norms(self.x_train, self.y_onehot)]
-
-    def _kernels(self) -> list[np.ndarray]:
-        return [layer.kernel.numpy().copy() for layer in self.hidden]
+        given = {"train": train, "val": val, "test": test}  # (images, integer labels) each
+        self.splits = {name: pair for name, pair in given.items() if pair is not None}
+        self.initial: dict[str, float] = {}
+        self.diverged = False
+        self.diverged_epoch: int | None = None
+        self._measure = None
 
     def on_train_begin(self, logs=None):
-        self.hidden = hidden_layers_of(self.model)
-        biases = [layer.bias for layer in self.hidden]
-        model = self.model
-
-        @tf.function(reduce_retracing=True)
-        def norms(x, y):
-            with tf.GradientTape() as tape:
-                probabilities = model(x, training=False)
-                loss = tf.reduce_mean(keras.losses.categorical_crossentropy(y, probabilities))
-            return [tf.norm(g) for g in tape.gradient(loss, biases)]
-
-        self._norms = norms
-        self.history = {}
-        self._previous = self._kernels()
-        for k, speed in enumerate(self._bias_gradient_norms() if self.hidden else [], start=1):
-            self.history[f"speed_hidden_{k}"] = [speed]
-            self.history[f"weight_change_hidden_{k}"] = [0.0]
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.hidden:
-            return
-        current = self._kernels()
-        values = {}
-        for k, (speed, old, new) in enumerate(zip(self._bias_gradient_norms(), self._previous, current), start=1):
-            moved = old != 0
-            change = float(np.mean(np.abs(new[moved] - old[moved]) / np.abs(old[moved]))) if moved.any() else 0.0
-            values[f"speed_hidden_{k}"] = speed
-            values[f"weight_change_hidden_{k}"] = change
-        self._previous = current
-        for key, value in values.items():
-            self.history[key].append(value)
-            if logs is not None:
-                logs[key] = value
-
-
-class DivergenceGuard(keras.callbacks.Callback):
-    """Stops training as soon as the loss is NaN or infinite and remembers that it did."""
-
-    def __init__(self):
-        super().__init__()
-        self.diverged = False
-        self.epoch = None
-
-    def on_train_begin(self, logs=None):
-        self.diverged = False
-        self.epoch = None
-
-    def _check(self, logs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(np.asarray(loss))):
-            self.diverged = True
-            self.model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check(logs)
+        self.diverged, self.diverged_epoch = False, None
+        if "train" not in self.splits:
+            raise ValueError("EpochMetrics needs the training split")
+        self._tensors = {}
+        for name, (images, labels) in self.splits.items():
+            images = np.asarray(images)
+            images = images if images.dtype == np.uint8 else images.astype(np.float32)
+            self._tensors[name] = (tf.constant(images), tf.constant(one_hot(labels)))
+        hidden = hidden_layers_of(self.model)
+        self._kernels = [layer.kernel for layer in hidden]
+        self._biases = [layer.bias for layer in hidden]
+        # The kernels as they were at the last measurement, kept outside the model.
+        self._previous = [tf.Variable(tf.identity(kernel.value), trainable=False) for kernel in self._kernels]
+        self._measure = tf.function(self._measure_all, autograph=False)
+        values = self._values(self._measure())
+        # No epoch has passed: no change yet, and the training loss and accuracy are the whole set's.
+        self.initial = {key: value for key, value in values.items()
+                        if not key.startswith(("weight_change_", "norm_change_"))}
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(logs)
-        if self.diverged and self.epoch is None:
-            self.epoch = epoch
+        values = self._values(self._measure())
+        del values["loss"], values["accuracy"]  # the training split's are Keras' running means
+        if logs is not None:
+            logs.update(values)
+            loss = logs.get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.diverged = True
+                self.diverged_epoch = epoch
+                self.model.stop_training = True
+
+    @staticmethod
+    def _summary(wrong, cross_entropy, penalties):
+        # As Keras' compute_loss adds them: the data loss and each penalty, summed at once.
+        return {"wrong": wrong, "cross_entropy": cross_entropy,
+                "loss": tf.reduce_sum(tf.stack([cross_entropy] + penalties))}
+
+    def _measure_all(self):
+        penalties = [tf.cast(tf.reduce_sum(loss), tf.float32) for loss in self.model.losses]
+        splits, speeds = {}, []
+        for name, (images, y_onehot) in self._tensors.items():
+            if name == "train" and self._biases:
+                # Nielsen's speed: the bias gradient of C0 on the whole training set, from the same pass
+                # (an MLP, whose whole-set pass is small).
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    for bias in self._biases:
+                        tape.watch(bias.value)
+                    probabilities = self.model(images, training=False)
+                    # Summed, then divided, as Keras' mean-over-batch reduction does.
+                    cross_entropy = (tf.reduce_sum(keras.losses.categorical_crossentropy(y_onehot, probabilities))
+                                     / images.shape[0])
+                gradients = tape.gradient(cross_entropy, [bias.value for bias in self._biases])
+                speeds = [tf.norm(gradient) for gradient in gradients]
+                splits[name] = self._summary(_wrong(y_onehot, probabilities), cross_entropy, penalties)
+            else:
+                wrong, cross_entropy = split_sums(self.model, images, y_onehot)
+                splits[name] = self._summary(wrong, cross_entropy, penalties)
+        changes, norm_changes = [], []
+        for kernel, previous in zip(self._kernels, self._previous):
+            new, old = kernel.value, previous.value()
+            moved = tf.cast(old != 0, tf.float32)
+            relative = tf.abs(new - old) / tf.where(old != 0, tf.abs(old), 1.0)
+            changes.append(tf.reduce_sum(relative * moved) / tf.maximum(tf.reduce_sum(moved), 1.0))
+            size = tf.norm(old)
+            norm_changes.append(tf.where(size > 0, tf.norm(new - old) / tf.where(size > 0, size, 1.0), 0.0))
+            previous.assign(new)
+        penalty = tf.add_n(penalties) if penalties else tf.constant(0.0)
+        return {"penalty": penalty, "splits": splits, "speeds": speeds, "changes": changes,
+                "norm_changes": norm_changes}
+
+    def _values(self, measured) -> dict:
+        values = {"penalty": float(measured["penalty"])}
+        for name, split in measured["splits"].items():
+            prefix, count = SPLITS[name], int(self._tensors[name][0].shape[0])
+            wrong = int(split["wrong"])
+            values[f"{prefix}zero_one_error"] = wrong / count
+            values[f"{prefix}cross_entropy"] = float(split["cross_entropy"])
+            values[f"{prefix}loss"] = float(split["loss"])
+            # Keras' accuracy metric divides in float32.
+            values[f"{prefix}accuracy"] = float((np.float32(count) - np.float32(wrong)) / np.float32(count))
+        for k, speed in enumerate(measured["speeds"], start=1):
+            values[f"speed_hidden_{k}"] = float(speed)
+        for k, (change, norm_change) in enumerate(zip(measured["changes"], measured["norm_changes"]), start=1):
+            values[f"weight_change_hidden_{k}"] = float(change)
+            values[f"norm_change_hidden_{k}"] = float(norm_change)
+        return values

@@ -1,13 +1,15 @@
-"""Measurements for the learning-speed and what-went-wrong chapters: gradients, weight decay, loss scale."""
+"""Measurements for the data, learning-speed and what-went-wrong chapters: standardisation, gradients, weight decay, run summaries."""
 
 from __future__ import annotations
+
+import math
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from .data import one_hot, standardisation_stats
-from .models import hidden_layers_of, l2_coefficient
+from .models import l2_coefficient
 
 OUTPUTS = ("softmax", "sigmoid")
 SCALINGS = ("standardise", "unit")
@@ -25,20 +27,64 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def standardise(images: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Raw (N, 28, 28) pixels as float64 rows of 784, standardised per pixel with `reference`'s statistics.
+
+    The mean and variance come from `ml.standardisation_stats(reference)` (default: `images`
+    themselves), the statistics the course's MLPs build into their first layer when
+    `reference` is their training set.
+    """
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    mean, variance = standardisation_stats(images if reference is None else reference)
+    return (flat - mean.astype(np.float64)) / np.sqrt(variance.astype(np.float64))
+
+
 def prepare_inputs(images: np.ndarray, reference: np.ndarray | None = None, scaling: str = "standardise") -> np.ndarray:
     """Flatten raw (N, 28, 28) pixels to float64 rows the NumPy nets take.
 
     standardise: per pixel with the mean and variance of `reference` (default: `images`),
-        as the course's models do inside their Normalization layer.
+        as the course's models do inside their Normalization layer (`standardise`).
     unit: pixel / 255, Nielsen's inputs in [0, 1].
     """
     if scaling not in SCALINGS:
         raise ValueError(f"unknown scaling {scaling!r}; choose one of {', '.join(SCALINGS)}")
-    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
     if scaling == "unit":
-        return flat / 255.0
-    mean, variance = standardisation_stats(images if reference is None else reference)
-    return (flat - mean.astype(np.float64)) / np.sqrt(variance.astype(np.float64))
+        return np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    return standardise(images, reference)
+
+
+def predict_with_statistics(model: keras.Model, images: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities of an mnistlab model whose standardisation uses `reference`'s statistics.
+
+    The model's own `standardise` layer always applies its training set's statistics; this
+    runs the layers before it, standardises with the mean and variance of `reference`
+    instead (default: `images` themselves, as the original notebook did when it refitted
+    its scaler on the test set) and runs the rest (inference mode). Per pixel for the MLPs,
+    one mean and variance over all pixels for the CNN, as each model's own layer does.
+    With `reference` = the training images it reproduces the model's own predictions.
+    """
+    names = [layer.name for layer in model.layers]
+    if "standardise" not in names:
+        raise ValueError("the model has no layer named 'standardise'")
+    index = names.index("standardise")
+
+    def before(pixels):
+        hidden = tf.convert_to_tensor(np.asarray(pixels, dtype=np.float32))
+        for layer in model.layers[:index]:
+            hidden = layer(hidden, training=False)
+        return np.asarray(hidden, dtype=np.float64)
+
+    inputs = before(images)
+    statistics = inputs if reference is None else before(reference)
+    if np.size(model.layers[index].mean) == 1:  # the CNN: one mean and spread over all pixels
+        mean, variance = statistics.mean(), statistics.var()
+        variance = variance if variance > 0 else 1.0
+    else:
+        mean, variance = (v.astype(np.float64) for v in standardisation_stats(statistics))
+    hidden = tf.convert_to_tensor(((inputs - mean) / np.sqrt(variance)).astype(np.float32))
+    for layer in model.layers[index + 1:]:
+        hidden = layer(hidden, training=False)
+    return np.asarray(hidden)
 
 
 def nielsen_parameters(layer_sizes: list[int], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -102,27 +148,6 @@ def speeds_at_initialisation(hidden_layers: int, x: np.ndarray, targets: np.ndar
     return np.array(rows)
 
 
-class WeightNormChange(keras.callbacks.Callback):
-    """How much each hidden layer's kernel moved in an epoch, as a whole: ||W_new - W_old|| / ||W_old||.
-
-    Unlike the mean of the entry-wise ratios |dW / W|, which the few weights that happen
-    to lie near zero dominate, this ratio of norms weighs every entry by its size.
-    `history["norm_change_hidden_<k>"]` gets one value per epoch, with 0 at initialisation
-    in front so it lines up with the other learning-speed lists (epochs + 1 values).
-    """
-
-    def on_train_begin(self, logs=None):
-        self._previous = [layer.kernel.numpy().astype(np.float64) for layer in hidden_layers_of(self.model)]
-        self.history = {f"norm_change_hidden_{k}": [0.0] for k in range(1, len(self._previous) + 1)}
-
-    def on_epoch_end(self, epoch, logs=None):
-        current = [layer.kernel.numpy().astype(np.float64) for layer in hidden_layers_of(self.model)]
-        for k, (old, new) in enumerate(zip(self._previous, current), start=1):
-            size = np.linalg.norm(old)
-            self.history[f"norm_change_hidden_{k}"].append(float(np.linalg.norm(new - old) / size) if size else 0.0)
-        self._previous = current
-
-
 def weight_decay_factor(learning_rate: float, l2_lambda: float, num_train: int, convention: str = "nielsen") -> float:
     """The factor plain SGD multiplies every kernel weight by in one step, before the data gradient.
 
@@ -145,28 +170,49 @@ def squared_weights(model: keras.Model) -> float:
     return float(sum(np.sum(np.square(kernel.numpy().astype(np.float64))) for kernel in _kernels(model)))
 
 
-def summarise(result, data) -> dict:
-    """The numbers a chapter reports about one finished run, rounded to 4 decimals.
+def _series(history: dict, key: str) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in history.get(key, [])], dtype=float)
 
-    Final train/test accuracy and their gap, the best held-out accuracy over the epochs
-    and its epoch (from 1), the final model's held-out cross-entropy without and its L2
-    penalty term, its sum of squared weights, and the lowest held-out loss (as Keras
-    logs it, penalty included) with its epoch and the last one.
+
+def summarise_run(result) -> dict:
+    """The numbers a chapter reports about one finished run, floats rounded to 4 decimals.
+
+    Choices are made on the validation split, the test split only reports:
+    status ("ok", "diverged", or "empty" when no epoch ran), epochs_run, the final
+    train/val/test accuracy and the gap train - val, the best validation accuracy over the
+    epochs with its epoch (from 1) and the test accuracy at that epoch, the final
+    validation and test cross-entropy C0 (penalty left out), the penalty term and the sum of
+    squared weights, and the lowest validation loss (penalty included, as Keras logs it)
+    with its epoch and the last one. A value that no finite epoch supports is None.
     """
-    history = result.history
-    test_errors = np.array([np.nan if v is None else v for v in history["val_zero_one_error"]], dtype=float)
-    test_losses = np.array([np.nan if v is None else v for v in history["val_loss"]], dtype=float)
-    test_loss = loss_parts(result.model, data.x_val, data.y_val)
+    history, final = result.history, result.final
+    val_errors, val_losses = _series(history, "val_zero_one_error"), _series(history, "val_loss")
+    test_errors = _series(history, "test_zero_one_error")
+    epochs_run = len(history.get("loss", []))
+    status = "diverged" if result.diverged else ("empty" if epochs_run == 0 else "ok")
+
+    def best(values):
+        finite = np.isfinite(values)
+        return int(np.argmin(np.where(finite, values, np.inf))) if finite.any() else None
+
+    best_epoch, lowest_loss = best(val_errors), best(val_losses)
+    train, val = final.get("train_accuracy"), final.get("val_accuracy")
     values = {
-        "train_accuracy": result.final["train_accuracy"], "test_accuracy": result.final["test_accuracy"],
-        "gap": result.final["train_accuracy"] - result.final["test_accuracy"],
-        "best_test_accuracy": 1.0 - float(np.nanmin(test_errors)), "best_epoch": int(np.nanargmin(test_errors)) + 1,
-        "test_cross_entropy": test_loss["cross_entropy"], "penalty": test_loss["penalty"],
-        "squared_weights": squared_weights(result.model),
-        "min_test_loss": float(np.nanmin(test_losses)), "min_test_loss_epoch": int(np.nanargmin(test_losses)) + 1,
-        "final_test_loss": float(test_losses[-1]),
+        "status": status, "epochs_run": epochs_run,
+        "train_accuracy": train, "val_accuracy": val, "test_accuracy": final.get("test_accuracy"),
+        "gap": None if train is None or val is None else train - val,
+        "best_val_accuracy": None if best_epoch is None else 1.0 - val_errors[best_epoch],
+        "best_epoch": None if best_epoch is None else best_epoch + 1,
+        "test_accuracy_at_best_epoch": None if best_epoch is None else 1.0 - test_errors[best_epoch],
+        "val_cross_entropy": final.get("val_cross_entropy"), "test_cross_entropy": final.get("test_cross_entropy"),
+        "penalty": final.get("penalty"),
+        "squared_weights": squared_weights(result.model) if result.model is not None else None,
+        "min_val_loss": None if lowest_loss is None else val_losses[lowest_loss],
+        "min_val_loss_epoch": None if lowest_loss is None else lowest_loss + 1,
+        "final_val_loss": final.get("val_loss"),
     }
-    return {key: round(float(value), 4) if isinstance(value, float) else value for key, value in values.items()}
+    return {key: round(float(value), 4) if isinstance(value, (float, np.floating)) and math.isfinite(value)
+            else (None if isinstance(value, (float, np.floating)) else value) for key, value in values.items()}
 
 
 def loss_parts(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:

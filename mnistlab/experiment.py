@@ -1,39 +1,51 @@
-"""One frozen config, one `fit` per configuration, results that carry their config."""
+"""Training: one frozen config, one Keras `fit` per run, results that carry their config."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import itertools
 import json
 import math
-import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from . import callbacks as cb
-from . import fast
+from .callbacks import SPLITS, EpochMetrics
 from .config import STUDY_GRID, Config
-from .data import CourseData, load_course_data, one_hot
+from .data import IMAGE_SHAPE, NUM_CLASSES, CourseData, load_course_data, one_hot
 from .files import write_atomic
 from .models import build_cnn, build_mlp, l2_coefficient, make_optimizer
 
+
 @dataclasses.dataclass
 class Result:
-    """What one run produced: its config, per-epoch history, final metrics, time, divergence."""
+    """What one run produced: its config, per-epoch history, values at initialisation, final metrics.
+
+    `history` is Keras' History: one value per epoch run (NaN and infinity as None), including
+    every key a callback wrote into `logs`. `initial` holds the values measured before the
+    first step (epoch 0) for every key `EpochMetrics` measures on whole sets; `trajectory(key)`
+    joins the two, epoch 0 first.
+    """
 
     config: Config
-    history: dict  # per-epoch lists; speed and weight-change lists have epochs + 1 values
-    final: dict  # last value of every history list, plus train/test accuracy of the final weights
+    history: dict  # per-epoch lists, one value per epoch
+    final: dict  # last value of every history list (initial values if no epoch ran) + split accuracies
     seconds: float  # wall time of building and fitting
-    diverged: bool  # a NaN or infinite loss stopped training
+    diverged: bool  # a NaN or infinite training loss stopped training
+    initial: dict = dataclasses.field(default_factory=dict)  # values at initialisation (epoch 0)
     model: keras.Model | None = None
 
+    def trajectory(self, key: str) -> list:
+        """`key`'s values from epoch 0 (initialisation; None where a key has no value there) to the last epoch."""
+        if key not in self.history and key not in self.initial:
+            raise KeyError(f"no history for {key!r}; keys: {', '.join(sorted(set(self.history) | set(self.initial)))}")
+        return [self.initial.get(key)] + list(self.history.get(key, []))
+
     def to_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "history": self.history, "final": self.final,
-                "seconds": self.seconds, "diverged": self.diverged}
+        return {"config": self.config.to_dict(), "initial": self.initial, "history": self.history,
+                "final": self.final, "seconds": self.seconds, "diverged": self.diverged}
 
 
 def set_seed(seed: int) -> None:
@@ -42,108 +54,202 @@ def set_seed(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+    """Mini-batches in one pass over `num_train` images (the last one may be smaller)."""
+    return -(-num_train // batch_size)
+
+
 def build_model(config: Config, data: CourseData) -> keras.Model:
-    """The compiled model `config` describes, standardised on `data.x_train`."""
-    l2 = l2_coefficient(config.l2_lambda, data.num_train, config.l2_convention)
+    """The compiled model `config` describes, standardised on `data.x_train`.
+
+    Compiled to run a whole epoch of mini-batch steps per call (`steps_per_execution`),
+    without XLA (`jit_compile_pays`).
+    """
+    l2 = l2_coefficient(config.l2_lambda, len(data.y_train), config.l2_convention)
     if config.model == "mlp":
         model = build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
                           config.seed, config.l2_layers)
     else:
         model = build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
+    # The metric as an object, so its variables exist before `fit` traces its step: a variable
+    # created while tracing makes TensorFlow trace the step twice.
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+                  loss="categorical_crossentropy", metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  steps_per_execution=steps_per_epoch(len(data.y_train), config.batch_size),
+                  jit_compile=jit_compile_pays(config))
     return model
 
 
-def _finite(value: float):
+def jit_compile_pays(config: Config) -> bool:
+    """Whether `fit` should compile each step with XLA: no (measured, see README's Performance section).
+
+    Keras compiles each step, not the epoch's loop, so a 30-epoch MLP run spends more on XLA's
+    compilation than it saves; and Keras refuses XLA while op determinism is on (`set_seed`).
+    """
+    return False
+
+
+def epoch_orders(num_samples: int, seed: int):
+    """Row order of every epoch, made one epoch at a time: the e-th `np.random.default_rng(seed).permutation`.
+
+    NumPy's own seeded generator, not TensorFlow's global seed, so that runs in parallel
+    threads cannot disturb each other's order; generated lazily, so memory does not grow
+    with the number of epochs.
+    """
+    generator = np.random.default_rng(seed)
+    while True:
+        yield generator.permutation(num_samples).astype(np.int32)
+
+
+def shuffled_batches(images, labels, batch_size: int, seed: int) -> tf.data.Dataset:
+    """(float32 pixels, one-hot labels) mini-batches, epoch after epoch in the orders of `epoch_orders`.
+
+    One endless dataset for the whole run: `fit` with steps_per_epoch = ceil(N / batch_size)
+    reads it straight through. Each epoch's rows are put in order and cut into mini-batches
+    by NumPy when the epoch starts, so that a step only slices the next batch off (no per-step
+    gather or batching function), and memory does not grow with the number of epochs.
+    """
+    pixels, targets = np.asarray(images, dtype=np.float32), one_hot(labels)
+    count = len(pixels)
+    full, rest = divmod(count, batch_size)
+
+    def epochs():
+        for order in epoch_orders(count, seed):
+            x, y = pixels[order], targets[order]
+            cut = full * batch_size
+            yield (x[:cut].reshape((full, batch_size) + x.shape[1:]), y[:cut].reshape(full, batch_size, targets.shape[1]),
+                   x[cut:], y[cut:])
+
+    signature = (tf.TensorSpec((full, batch_size) + pixels.shape[1:], tf.float32),
+                 tf.TensorSpec((full, batch_size, targets.shape[1]), tf.float32),
+                 tf.TensorSpec((rest,) + pixels.shape[1:], tf.float32), tf.TensorSpec((rest, targets.shape[1]), tf.float32))
+
+    def batches(x_full, y_full, x_rest, y_rest):
+        epoch = tf.data.Dataset.from_tensor_slices((x_full, y_full))
+        return epoch.concatenate(tf.data.Dataset.from_tensors((x_rest, y_rest))) if rest else epoch
+
+    dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).flat_map(batches)
+    return dataset.with_options(quiet_pipeline())
+
+
+def quiet_pipeline() -> tf.data.Options:
+    """tf.data options for a pipeline that must not compete with training for the cores.
+
+    A step only slices its batch off the epoch's arrays, so there is nothing to overlap:
+    no injected prefetch thread, no autotuning thread, one thread of its own.
+    """
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    return options
+
+
+def check_data(data) -> None:
+    """A one-line ValueError naming the first problem of `data`'s three splits, if any.
+
+    Each split needs images shaped (N, 28, 28) with finite numeric pixels, N >= 1, and N
+    integer labels in 0..9.
+    """
+    for split in SPLITS:
+        x_name, y_name = f"x_{split}", f"y_{split}"
+        if getattr(data, x_name, None) is None or getattr(data, y_name, None) is None:
+            raise ValueError(f"data has no {x_name} or {y_name}")
+        images, labels = np.asarray(getattr(data, x_name)), np.asarray(getattr(data, y_name))
+        if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+            raise ValueError(f"data.{x_name} must have shape (N, 28, 28), got {images.shape}")
+        if len(images) == 0:
+            raise ValueError(f"data.{x_name} is empty")
+        if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
+                                        or np.issubdtype(images.dtype, np.floating)):
+            raise ValueError(f"data.{x_name} must hold numeric pixels, got dtype {images.dtype}")
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            raise ValueError(f"data.{x_name} has NaN or infinite pixels")
+        if labels.ndim != 1:
+            raise ValueError(f"data.{y_name} must be one label per image, got shape {labels.shape}")
+        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"data.{y_name} must hold integer labels 0..9, got dtype {labels.dtype}")
+        if len(labels) != len(images):
+            raise ValueError(f"data.{x_name} has {len(images)} images but data.{y_name} has {len(labels)} labels")
+        if labels.min() < 0 or labels.max() >= NUM_CLASSES:
+            raise ValueError(f"data.{y_name} must lie in 0..{NUM_CLASSES - 1}, got {labels.min()}..{labels.max()}")
+
+
+def _finite(value):
     # JSON has no NaN or infinity; a diverged run reports them as null.
-    return value if math.isfinite(value) else None
-
-
-ENGINES = ("fast", "keras")
-
-
-def _template_builder(config: Config, data: CourseData):
-    # The fast engine compiles once per architecture; its template carries L2 so that
-    # lambda = 0 and lambda > 0 share it (the strength is fed in as a number).
-    return lambda: build_model(dataclasses.replace(config, l2_lambda=1.0, l2_convention="nielsen", seed=0), data)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
 
 
 def train(config: Config = Config(), data: CourseData | None = None, verbose: int = 0,
-          callbacks: list | None = None, engine: str = "fast") -> Result:
-    """Train once with `config`; every per-epoch metric comes from this single pass over the epochs.
+          callbacks: list | None = None) -> Result:
+    """Train once with `config` through Keras' `fit`; every per-epoch metric comes from this one pass.
 
-    engine="fast" (default) runs each epoch of mini-batch steps as one compiled call (XLA for
-    the MLPs) and all metrics as one more (mnistlab.fast); engine="keras" is a plain `model.fit` with the metric
-    callbacks. Both use the same Keras model, optimizer and seeded data order. Callbacks get
-    on_epoch_end with logs in both engines; batch-level hooks only in the keras engine.
+    The model from `build_model` runs one epoch of mini-batch steps per compiled call and
+    visits the training rows in the seeded orders of `epoch_orders`; `EpochMetrics` measures
+    every split at initialisation and after each epoch. Your `callbacks` run after it, as in
+    any `fit`: they see its keys in `logs`, and keys they add land in the history.
     """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if data is None:
         data = load_course_data(config.per_class, config.source)
+    check_data(data)
     start = time.perf_counter()
     set_seed(config.seed)
     model = build_model(config, data)
-    orders = fast.shuffled_orders(data.num_train, config.epochs, config.seed)
-    if engine == "fast":
-        history, diverged = fast.fit(model, _template_builder(config, data), data.x_train, one_hot(data.y_train),
-                                     data.x_val, one_hot(data.y_val), batch_size=config.batch_size,
-                                     orders=orders, callbacks=callbacks or [],
-                                     jit_compile=config.model == "mlp", verbose=verbose)
-        history = {key: [_finite(v) for v in values] for key, values in history.items()}
-    else:
-        speed = cb.LearningSpeed(data.x_train, data.y_train)
-        guard = cb.DivergenceGuard()
-        metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_val, data.y_val), speed, guard]
-        fitted = model.fit(fast.input_pipeline(data.x_train, one_hot(data.y_train), config.batch_size, orders),
-                           epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
-                           shuffle=False,  # the dataset already is in the seeded order
-                           validation_data=(data.x_val, one_hot(data.y_val)),
-                           validation_batch_size=len(data.x_val), verbose=verbose,
-                           callbacks=metric_callbacks + list(callbacks or []))
-        history = {key: [_finite(float(v)) for v in values] for key, values in fitted.history.items()}
-        history.update({key: [_finite(v) for v in values] for key, values in speed.history.items()})
-        diverged = guard.diverged
+    metrics = EpochMetrics((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test))
+    fitted = model.fit(shuffled_batches(data.x_train, data.y_train, config.batch_size, config.seed),
+                       epochs=config.epochs, steps_per_epoch=steps_per_epoch(len(data.y_train), config.batch_size),
+                       shuffle=False,  # the dataset is already in the seeded order
+                       verbose=verbose, callbacks=[metrics] + list(callbacks or []))
     seconds = time.perf_counter() - start
-    final = {key: values[-1] for key, values in history.items() if values}
-    for split, key in (("train_accuracy", "zero_one_error"), ("test_accuracy", "val_zero_one_error")):
-        if final.get(key) is not None:
-            final[split] = 1.0 - final[key]
-    return Result(config, history, final, seconds, diverged, model)
+    history = {key: [_finite(v) for v in values] for key, values in fitted.history.items()}
+    initial = {key: _finite(value) for key, value in metrics.initial.items()}
+    final = dict(initial)
+    final.update({key: values[-1] for key, values in history.items() if values})
+    for split, prefix in SPLITS.items():
+        error, count = final.get(f"{prefix}zero_one_error"), len(getattr(data, f"y_{split}"))
+        if error is not None:  # the exact fraction right, from the count wrong
+            final[f"{split}_accuracy"] = (count - round(error * count)) / count
+    return Result(config, history, final, seconds, metrics.diverged, initial, model)
 
 
-def train_many(configs: list[Config], data: CourseData, verbose: int = 0, workers: int | None = None) -> list[Result]:
-    """`train` each config on the same data, `workers` at a time in threads (default: up to 2 cores).
+def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0) -> list[Result]:
+    """The original notebook's six MLP configurations: 1, 2, 3 hidden layers x lambda in {0, 5}, one after another.
 
-    Results come back in the order of `configs` and are bit-identical to one-by-one runs:
-    each run is seeded by its config alone. Configs of one architecture share the fast
-    engine's compiled code, so the queue starts with one of each architecture.
+    (Threads do not pay with Keras' `fit`: two runs at a time took as long as one after the
+    other on 2 cores; see README's Performance section.)
     """
-    if workers is None:
-        workers = 1 if verbose else min(2, os.cpu_count() or 1)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1 or len(configs) < 2:
-        return [train(config, data, verbose) for config in configs]
-    seen = {}
-    for index, config in enumerate(configs):
-        shape = (config.model, config.hidden_layers, config.units, config.activation, config.optimizer,
-                 config.batch_size)
-        seen.setdefault(shape, []).append(index)
-    queue = [index for round_ in itertools.zip_longest(*seen.values()) for index in round_ if index is not None]
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        futures = {index: pool.submit(train, configs[index], data, verbose) for index in queue}
-        return [futures[index].result() for index in range(len(configs))]
-
-
-def study(base: Config = Config(), data: CourseData | None = None, verbose: int = 0,
-          workers: int | None = None) -> list[Result]:
-    """The original notebook's six MLP configurations: 1, 2, 3 hidden layers x lambda in {0, 5}."""
     if data is None:
         data = load_course_data(base.per_class, base.source)
     configs = [dataclasses.replace(base, model="mlp", hidden_layers=h, l2_lambda=lam) for h, lam in STUDY_GRID]
-    return train_many(configs, data, verbose, workers)
+    return [train(config, data, verbose) for config in configs]
+
+
+def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
+               metrics=("val_accuracy", "test_accuracy", "train_accuracy")) -> list[dict]:
+    """In-process twin of a sweep: one `train` per combination of `grid` values and seed.
+
+    `grid` maps Config field names to lists of values. Rows are shaped like a sweep's
+    results.csv: the parameters, the seed, the chosen `Result.final` metrics, seconds,
+    status ("ok" or "diverged") and error. No kernel start per run, so it fits a book page.
+    """
+    unknown = sorted(set(grid) - {field.name for field in dataclasses.fields(Config)})
+    if unknown:
+        raise ValueError(f"unknown Config field(s) in grid: {', '.join(unknown)}")
+    if data is None:
+        data = load_course_data(base.per_class, base.source)
+    names = list(grid)
+    combinations = [dict(zip(names + ["seed"], values))
+                    for values in itertools.product(*(grid[name] for name in names), seeds)]
+    rows = []
+    for changes in combinations:
+        result = train(dataclasses.replace(base, **changes), data)
+        row = dict(changes)
+        row.update({metric: result.final.get(metric) for metric in metrics})
+        row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")
+        rows.append(row)
+    return rows
 
 
 def write_json_atomic(path: str, payload) -> None:

@@ -10,12 +10,14 @@ from matplotlib.ticker import MaxNLocator
 
 from .data import NUM_CLASSES
 
-# (row title, training key, held-out key)
+# (row title, history key without the split prefix)
 HISTORY_METRICS = (
-    ("accuracy", "accuracy", "val_accuracy"),
-    ("loss", "loss", "val_loss"),
-    ("zero-one error", "zero_one_error", "val_zero_one_error"),
+    ("accuracy", "accuracy"),
+    ("loss", "loss"),
+    ("zero-one error", "zero_one_error"),
 )
+# How each split is drawn: history key prefix and line style.
+SPLIT_STYLES = {"train": ("", "-"), "val": ("val_", "--"), "test": ("test_", ":")}
 SPEED_MEASURES = (
     ("speed", r"$\|\partial C / \partial b^l\|$"),
     ("weight_change", r"mean $|\Delta W / W|$ per epoch"),
@@ -36,14 +38,29 @@ def _values(history: dict, key: str) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in history.get(key, [])], dtype=float)
 
 
+def _check_splits(splits) -> None:
+    unknown = [split for split in splits if split not in SPLIT_STYLES]
+    if unknown or not splits:
+        raise ValueError(f"splits must be some of {', '.join(SPLIT_STYLES)}, got {list(splits)!r}")
+
+
+def _split_lines(ax, history: dict, key: str, splits, colour, label: str) -> None:
+    for split in splits:
+        prefix, style = SPLIT_STYLES[split]
+        values = _values(history, prefix + key)
+        ax.plot(_epochs(values), values, style, color=colour, label=f"{label}, {split}")
+
+
 def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str = "l2_lambda",
                       metrics=HISTORY_METRICS, column_title=_layers_title,
-                      line_label: str = "λ = {:g}", log_loss: bool = False):
+                      line_label: str = "λ = {:g}", log_loss: bool = False, splits=("train", "val")):
     """Small multiples: one row per metric, one column per value of `column_key` in the configs,
-    one colour per value of `line_key`, solid for training and dashed for held-out data.
-    `column_title` turns a column's value into its title; `log_loss` puts the loss row on a log scale."""
+    one colour per value of `line_key`, one line style per split (solid training, dashed
+    validation, dotted test). `column_title` turns a column's value into its title;
+    `log_loss` puts the loss row on a log scale."""
     if not results:
         raise ValueError("results must not be empty")
+    _check_splits(splits)
     columns = sorted({getattr(r.config, column_key) for r in results})
     lines = sorted({getattr(r.config, line_key) for r in results})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -53,12 +70,9 @@ def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str 
         column = columns.index(getattr(result.config, column_key))
         colour = colours[lines.index(getattr(result.config, line_key)) % len(colours)]
         label = line_label.format(getattr(result.config, line_key))
-        for row, (_, train_key, test_key) in enumerate(metrics):
-            ax = axes[row, column]
-            for key, style, split in ((train_key, "-", "train"), (test_key, "--", "test")):
-                values = _values(result.history, key)
-                ax.plot(_epochs(values), values, style, color=colour, label=f"{label}, {split}")
-    for row, (title, _, _) in enumerate(metrics):
+        for row, (_, key) in enumerate(metrics):
+            _split_lines(axes[row, column], result.history, key, splits, colour, label)
+    for row, (title, _) in enumerate(metrics):
         axes[row, 0].set_ylabel(title)
         for ax in axes[row]:
             ax.grid(alpha=0.3)
@@ -74,19 +88,17 @@ def plot_history_grid(results, column_key: str = "hidden_layers", line_key: str 
     return figure
 
 
-def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False):
-    """One panel per metric, one colour per result, solid training and dashed held-out curves."""
+def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False, splits=("train", "val")):
+    """One panel per metric, one colour per result, one line style per split (as `plot_history_grid`)."""
     if len(results) != len(labels):
         raise ValueError(f"got {len(results)} results but {len(labels)} labels")
+    _check_splits(splits)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figure, axes = plt.subplots(1, len(metrics), figsize=(BOOK_WIDTH, 3.2), squeeze=False)
     for index, (result, label) in enumerate(zip(results, labels)):
-        for ax, (_, train_key, test_key) in zip(axes[0], metrics):
-            for key, style, split in ((train_key, "-", "train"), (test_key, "--", "test")):
-                values = _values(result.history, key)
-                ax.plot(_epochs(values), values, style, color=colours[index % len(colours)],
-                        label=f"{label}, {split}")
-    for ax, (title, _, _) in zip(axes[0], metrics):
+        for ax, (_, key) in zip(axes[0], metrics):
+            _split_lines(ax, result.history, key, splits, colours[index % len(colours)], label)
+    for ax, (title, _) in zip(axes[0], metrics):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -102,8 +114,8 @@ def plot_curves(results, labels, metrics=HISTORY_METRICS, log_loss: bool = False
 def plot_learning_speed(results, measures=SPEED_MEASURES, column_title=_layers_title):
     """Learning speed of every hidden layer per epoch on a log scale: rows = measure, columns = depth.
 
-    Epoch 0 is the speed at initialisation; the weight change is only defined after an
-    epoch, so it starts at epoch 1.
+    Epoch 0 is initialisation (`Result.initial`); the weight changes are only defined after
+    an epoch, so they start at epoch 1.
     """
     results = [r for r in results if r.config.hidden_layers > 0]
     if not results:
@@ -116,11 +128,12 @@ def plot_learning_speed(results, measures=SPEED_MEASURES, column_title=_layers_t
         for row, (measure, _) in enumerate(measures):
             ax = axes[row, column]
             for k in range(1, result.config.hidden_layers + 1):
-                values = _values(result.history, f"{measure}_hidden_{k}")
+                key = f"{measure}_hidden_{k}"
+                values = _values({key: result.trajectory(key)}, key)
                 epochs = np.arange(len(values))
                 # A log axis cannot show zero (a layer that did not move); leave a gap instead.
                 values[values <= 0] = np.nan
-                keep = epochs >= (1 if measure == "weight_change" else 0)
+                keep = np.isfinite(values) | (epochs > 0)  # epoch 0 only where it has a value
                 ax.plot(epochs[keep], values[keep], color=colours[k - 1], marker=".", markersize=3,
                         label=f"hidden layer {k}")
             ax.set_yscale("log")
@@ -252,13 +265,20 @@ def plot_misclassified(images, labels, predictions, probabilities=None, max_imag
 
 
 class Table:
-    """A small table that shows as HTML in the book and as aligned text in plain outputs."""
+    """The one table renderer: HTML in the book, aligned text in plain outputs, Markdown on request."""
 
     def __init__(self, columns, rows, precision: int = 3):
         self.columns = [str(c) for c in columns]
         self.rows = [[self._format(v, precision) for v in row] for row in rows]
         if any(len(row) != len(self.columns) for row in self.rows):
             raise ValueError(f"every row needs {len(self.columns)} values")
+
+    @classmethod
+    def from_records(cls, records, columns=None, precision: int = 3) -> "Table":
+        """A table of dicts (e.g. a sweep's rows): `columns` picks and orders the keys (default: the first row's)."""
+        records = list(records)
+        columns = list(records[0]) if columns is None and records else list(columns or [])
+        return cls(columns, [[record.get(column) for column in columns] for record in records], precision)
 
     @staticmethod
     def _format(value, precision):
@@ -274,6 +294,13 @@ class Table:
         lines = ["  ".join(c.rjust(w) for c, w in zip(self.columns, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in self.rows]
         return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        """A pipe table; `|` inside a cell is escaped."""
+        def cells(values):
+            return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+        return "\n".join([cells(self.columns), "|" + "---|" * len(self.columns)] + [cells(row) for row in self.rows])
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)

@@ -1,11 +1,9 @@
-"""Mean and spread across seeds of a sweep's results: table, figure, and an in-process grid of fits."""
+"""Mean and spread across seeds of a sweep's results: table and figure."""
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import itertools
 import math
 import os
 
@@ -118,23 +116,6 @@ def plot_summary(rows: list[dict], parameter_names: list[str], metrics: list[str
     return figure
 
 
-def format_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3) -> str:
-    """Rows as a fixed-width text table, numbers rounded to `digits` decimals."""
-    columns = list(rows[0]) if columns is None and rows else list(columns or [])
-
-    def cell(value):
-        number = value if isinstance(value, float) else None
-        if number is not None:
-            return "nan" if math.isnan(number) else f"{number:.{digits}f}"
-        return str(value)
-
-    cells = [[cell(row.get(column, "")) for column in columns] for row in rows]
-    widths = [max([len(column)] + [len(line[index]) for line in cells]) for index, column in enumerate(columns)]
-    lines = ["  ".join(column.rjust(width) for column, width in zip(columns, widths))]
-    lines += ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in cells]
-    return "\n".join(lines)
-
-
 def write_summary(out: str, rows: list[dict], parameter_names: list[str]) -> list[dict]:
     """`out`/summary.csv (mean and std per configuration) and `out`/summary.png, both atomically."""
     import matplotlib.pyplot as plt
@@ -153,26 +134,3 @@ def write_summary(out: str, rows: list[dict], parameter_names: list[str]) -> lis
     finally:
         plt.close(figure)
     return table
-
-
-def train_grid(base, grid: dict, seeds, data=None, metrics=("test_accuracy", "train_accuracy")) -> list[dict]:
-    """In-process twin of a sweep: `ml.train` once per grid combination and seed, rows shaped like
-    results.csv (parameters, seed, chosen `Result.final` metrics, seconds, status).
-
-    No kernel start per run, so it fits a book page's time budget; `base` is an `ml.Config`.
-    """
-    from .data import load_course_data
-    from .experiment import train
-
-    if data is None:
-        data = load_course_data(base.per_class, base.source)
-    names = list(grid)
-    rows = []
-    for values in itertools.product(*(grid[name] for name in names), seeds):
-        changes = dict(zip(names + [SEED], values))
-        result = train(dataclasses.replace(base, **changes), data)
-        row = dict(changes)
-        row.update({metric: result.final.get(metric) for metric in metrics})
-        row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")
-        rows.append(row)
-    return rows

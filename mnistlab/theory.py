@@ -119,20 +119,3 @@ def weight_decay_step_difference(model: keras.Model, images: np.ndarray, labels:
         name = variable.path
         differences[name] = float(np.abs(variable.numpy() - expected).max())
     return differences
-
-
-def standardise(images: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """(x - mean) / sqrt(variance) per pixel, images flattened to rows of 784."""
-    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
-    return ((flat - mean) / np.sqrt(variance)).astype(np.float32)
-
-
-def predict_standardised(model: keras.Model, standardised: np.ndarray) -> np.ndarray:
-    """Class probabilities of an mnistlab MLP fed inputs already standardised (skips its own standardise layer)."""
-    names = [layer.name for layer in model.layers]
-    if "standardise" not in names:
-        raise ValueError("the model has no layer named 'standardise'")
-    hidden = tf.convert_to_tensor(np.asarray(standardised, dtype=np.float32))
-    for layer in model.layers[names.index("standardise") + 1:]:
-        hidden = layer(hidden, training=False)
-    return np.asarray(hidden)

@@ -1,80 +1,169 @@
+"""EpochMetrics against an independent NumPy computation, in a plain Keras `fit` and in `ml.train`."""
+
+import csv
+import dataclasses
+
 import keras
 import numpy as np
+import pytest
+from numpy_reference import mlp_metrics
 
 import mnistlab as ml
-from numpy_reference import numpy_mlp_gradients
+from mnistlab import experiment
 
 
-def fit_with(model, data, callbacks, epochs=2, learning_rate=0.1):
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate), loss="categorical_crossentropy")
-    return model.fit(data.x_train, ml.one_hot(data.y_train), batch_size=10, epochs=epochs, verbose=0,
-                     callbacks=callbacks)
+class Snapshots(keras.callbacks.Callback):
+    """The (kernel, bias) pairs of every Dense layer at the start and after every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [self._dense()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self._dense())
+
+    def _dense(self):
+        return [(layer.kernel.numpy().copy(), layer.bias.numpy().copy()) for layer in self.model.layers
+                if layer.name.startswith(("hidden_", "output"))]
 
 
-def test_zero_one_error_matches_a_hand_count(tiny_data):
+def metrics_for(data):
+    return ml.EpochMetrics((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test))
+
+
+def plain_fit(model, data, callbacks, epochs=2, batch_size=10):
+    return model.fit(experiment.shuffled_batches(data.x_train, data.y_train, batch_size, 0), epochs=epochs,
+                     steps_per_epoch=experiment.steps_per_epoch(len(data.y_train), batch_size), shuffle=False,
+                     verbose=0, callbacks=callbacks)
+
+
+def assert_matches(measured: dict, expected: dict, context: str):
+    for key, value in expected.items():
+        # |dW/W| divides by weights near zero, where float32 and float64 part most.
+        tolerance = 1e-3 if key.startswith("weight_change") else 2e-5
+        assert measured[key] == pytest.approx(value, rel=tolerance, abs=1e-7), f"{context}: {key}"
+
+
+@pytest.mark.parametrize("activation, l2", [("sigmoid", 0.0), ("tanh", 0.01), ("relu", 0.003)])
+def test_every_metric_matches_numpy(tiny_data, activation, l2):
     ml.set_seed(0)
-    model = ml.build_mlp(tiny_data.x_train, hidden_layers=1, seed=0)
-    callback = ml.ZeroOneError(tiny_data.x_train, tiny_data.y_train, tiny_data.x_test, tiny_data.y_test)
-    history = fit_with(model, tiny_data, [callback])
-    for key, x, labels in (("zero_one_error", tiny_data.x_train, tiny_data.y_train),
-                           ("val_zero_one_error", tiny_data.x_test, tiny_data.y_test)):
+    model = ml.build_mlp(tiny_data.x_train, hidden_layers=3, activation=activation, l2=l2, seed=2)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    metrics, snapshots = metrics_for(tiny_data), Snapshots()
+    history = plain_fit(model, tiny_data, [metrics, snapshots]).history
+    weights = snapshots.weights
+    initial = mlp_metrics(model, tiny_data, weights[0])
+    initial["loss"] = initial["cross_entropy"] + initial["penalty"]
+    initial["accuracy"] = 1.0 - initial["zero_one_error"]
+    assert set(metrics.initial) == set(initial)
+    assert_matches(metrics.initial, initial, "initial")
+    for epoch in (1, 2):
+        expected = mlp_metrics(model, tiny_data, weights[epoch], weights[epoch - 1])
+        assert_matches({key: values[epoch - 1] for key, values in history.items()}, expected, f"epoch {epoch}")
+    assert set(history) == set(expected) | {"loss", "accuracy"}
+    assert len(history["test_zero_one_error"]) == 2
+    # Vanishing gradients at initialisation: the first sigmoid layer learns slower than the last.
+    if activation == "sigmoid":
+        assert metrics.initial["speed_hidden_1"] < metrics.initial["speed_hidden_3"]
+
+
+def test_zero_one_error_is_an_exact_count(tiny_data):
+    ml.set_seed(0)
+    model = ml.build_model(ml.Config(per_class=5, hidden_layers=1), tiny_data)
+    metrics = metrics_for(tiny_data)
+    history = plain_fit(model, tiny_data, [metrics], epochs=1).history
+    for prefix, (x, labels) in (("", (tiny_data.x_train, tiny_data.y_train)),
+                                ("val_", (tiny_data.x_val, tiny_data.y_val)),
+                                ("test_", (tiny_data.x_test, tiny_data.y_test))):
         predictions = model.predict_on_batch(x)
         wrong = sum(int(np.argmax(row) != label) for row, label in zip(predictions, labels))
-        assert len(history.history[key]) == 2
-        assert history.history[key][-1] == wrong / len(labels)
-
-
-def test_learning_speed_matches_numpy_backprop(tiny_data):
-    ml.set_seed(0)
-    model = ml.build_mlp(tiny_data.x_train, hidden_layers=3, seed=2)
-    speed = ml.LearningSpeed(tiny_data.x_train, tiny_data.y_train)
-    initial_kernels = [layer.kernel.numpy().copy() for layer in ml.hidden_layers_of(model)]
-    _, _, bias_grads = numpy_mlp_gradients(model, tiny_data.x_train, tiny_data.y_train)
-    expected_initial = [np.linalg.norm(g) for g in bias_grads[:-1]]
-    history = fit_with(model, tiny_data, [speed], epochs=1)
-    _, _, bias_grads = numpy_mlp_gradients(model, tiny_data.x_train, tiny_data.y_train)
-    for k in range(1, 4):
-        values = speed.history[f"speed_hidden_{k}"]
-        assert len(values) == 2
-        assert np.isclose(values[0], expected_initial[k - 1], rtol=1e-4)
-        assert np.isclose(values[1], np.linalg.norm(bias_grads[k - 1]), rtol=1e-4)
-        assert history.history[f"speed_hidden_{k}"] == values[1:]
-        new = ml.hidden_layers_of(model)[k - 1].kernel.numpy()
-        old = initial_kernels[k - 1]
-        expected_change = np.mean(np.abs(new - old) / np.abs(old))
-        changes = speed.history[f"weight_change_hidden_{k}"]
-        assert changes[0] == 0.0 and np.isclose(changes[1], expected_change, rtol=1e-4)
-    # Vanishing gradients at initialisation: the first layer learns slower than the last.
-    assert speed.history["speed_hidden_1"][0] < speed.history["speed_hidden_3"][0]
+        assert history[f"{prefix}zero_one_error"] == [wrong / len(labels)]
 
 
 def test_weight_change_skips_zero_weights(tiny_data):
     model = ml.build_mlp(tiny_data.x_train, hidden_layers=1, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
     kernel = model.get_layer("hidden_1").kernel
     kernel.assign(np.where(np.arange(kernel.shape[1]) % 2 == 0, 0.0, kernel.numpy()))
-    speed = ml.LearningSpeed(tiny_data.x_train, tiny_data.y_train)
-    fit_with(model, tiny_data, [speed], epochs=1)
-    assert np.isfinite(speed.history["weight_change_hidden_1"][1])
+    history = plain_fit(model, tiny_data, [metrics_for(tiny_data)], epochs=1).history
+    assert np.isfinite(history["weight_change_hidden_1"][0]) and history["weight_change_hidden_1"][0] > 0
 
 
-def test_softmax_regression_has_no_speed_keys(tiny_data):
+def test_softmax_regression_has_no_layer_keys(tiny_data):
     model = ml.build_mlp(tiny_data.x_train, hidden_layers=0)
-    speed = ml.LearningSpeed(tiny_data.x_train, tiny_data.y_train)
-    history = fit_with(model, tiny_data, [speed], epochs=1)
-    assert speed.history == {} and not any(key.startswith("speed") for key in history.history)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
+    metrics = metrics_for(tiny_data)
+    history = plain_fit(model, tiny_data, [metrics], epochs=1).history
+    assert not any("hidden" in key for key in list(history) + list(metrics.initial))
+    assert "test_cross_entropy" in history and "speed_hidden_1" not in metrics.initial
 
 
-def test_divergence_guard_stops_on_nan(tiny_data):
+def test_non_finite_predictions_count_as_wrong():
+    probabilities = np.array([[0.9, 0.1], [np.nan, np.nan], [0.2, np.inf]])
+    assert ml.zero_one_error(probabilities, [0, 0, 1]) == pytest.approx(2 / 3)
+
+
+def test_divergence_stops_training_and_is_flagged(tiny_data):
     ml.set_seed(0)
     model = ml.build_mlp(tiny_data.x_train, hidden_layers=1, activation="relu", seed=0)
-    guard = ml.DivergenceGuard()
-    history = fit_with(model, tiny_data, [guard], epochs=20, learning_rate=1e8)
-    assert guard.diverged
-    assert len(history.history["loss"]) < 20
-    assert not np.isfinite(history.history["loss"][-1]) or guard.epoch is not None
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e8), loss="categorical_crossentropy")
+    metrics = metrics_for(tiny_data)
+    history = plain_fit(model, tiny_data, [metrics], epochs=20).history
+    assert metrics.diverged and metrics.diverged_epoch == len(history["loss"]) - 1 < 19
+    assert not np.isfinite(history["loss"][-1])
+    # NaN weights predict nothing: every image counts as wrong, none as right.
+    assert history["val_zero_one_error"][-1] == 1.0 and history["test_accuracy"][-1] == 0.0
 
 
-def test_divergence_guard_quiet_on_healthy_training(tiny_data):
-    guard = ml.DivergenceGuard()
-    fit_with(ml.build_mlp(tiny_data.x_train, 1), tiny_data, [guard], epochs=1)
-    assert not guard.diverged
+def test_healthy_training_is_not_flagged(tiny_data):
+    model = ml.build_mlp(tiny_data.x_train, 1)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="categorical_crossentropy")
+    metrics = metrics_for(tiny_data)
+    plain_fit(model, tiny_data, [metrics], epochs=1)
+    assert not metrics.diverged and metrics.diverged_epoch is None
+
+
+def test_needs_the_training_split(tiny_data):
+    model = ml.build_mlp(tiny_data.x_train, 1)
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    with pytest.raises(ValueError, match="training split"):
+        plain_fit(model, tiny_data, [ml.EpochMetrics(None, (tiny_data.x_val, tiny_data.y_val))], epochs=1)
+
+
+def test_csv_logger_and_later_callbacks_see_every_key(tiny_data, tmp_path):
+    seen = []
+
+    class Reader(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(sorted(logs))
+
+    path = tmp_path / "log.csv"
+    result = ml.train(ml.Config(per_class=5, epochs=2, hidden_layers=1), tiny_data,
+                      callbacks=[keras.callbacks.CSVLogger(str(path)), Reader()])
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and set(rows[0]) == {"epoch"} | set(result.history)
+    assert float(rows[1]["test_zero_one_error"]) == result.history["test_zero_one_error"][1]
+    assert seen[0] == sorted(result.history)
+
+
+def test_early_stopping_can_watch_a_validation_metric(tiny_data):
+    stopper = keras.callbacks.EarlyStopping(monitor="val_zero_one_error", patience=0, mode="min")
+    config = ml.Config(per_class=5, epochs=30, hidden_layers=1, learning_rate=2.0, l2_lambda=0.0)
+    result = ml.train(config, tiny_data, callbacks=[stopper])
+    errors = result.history["val_zero_one_error"]
+    assert len(errors) < 30 and errors[-1] >= min(errors[:-1])
+
+
+def test_cnn_metrics_without_layer_keys(tiny_data):
+    config = ml.Config(model="cnn", per_class=5, epochs=1, l2_lambda=1.0)
+    result = ml.train(config, tiny_data)
+    assert not any("hidden" in key for key in result.history)
+    probabilities = result.model.predict(tiny_data.x_test, verbose=0)
+    assert result.history["test_zero_one_error"][0] == ml.zero_one_error(probabilities, tiny_data.y_test)
+    kernels = [layer.kernel.numpy().astype(np.float64) for layer in result.model.layers
+               if getattr(layer, "kernel_regularizer", None) is not None]
+    assert len(kernels) == 5  # three convolutions, two dense layers
+    coefficient = ml.l2_coefficient(1.0, tiny_data.num_train)
+    assert result.history["penalty"][0] == pytest.approx(coefficient * sum(np.sum(k ** 2) for k in kernels), rel=1e-5)
+    assert dataclasses.asdict(result.config) == dataclasses.asdict(config)

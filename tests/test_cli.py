@@ -19,15 +19,15 @@ def test_train_writes_json_and_a_model_that_takes_raw_pixels(tmp_path, capsys, t
     out = capsys.readouterr().out
     assert out.count("epoch ") == 2 and "test accuracy" in out
     payload = json.loads(json_path.read_text())
-    assert set(payload) == {"config", "history", "final", "seconds", "diverged"}
+    assert set(payload) == {"config", "initial", "history", "final", "seconds", "diverged"}
     assert payload["config"]["hidden_layers"] == 2 and payload["config"]["epochs"] == 2
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "zero_one_error", "val_zero_one_error",
                 "speed_hidden_1", "speed_hidden_2", "weight_change_hidden_1", "weight_change_hidden_2"):
         assert key in payload["history"]
     model = keras.models.load_model(model_path)
-    probabilities = model.predict_on_batch(tiny_data.x_val)
+    probabilities = model.predict_on_batch(tiny_data.x_test)
     assert probabilities.shape == (50, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert np.mean(probabilities.argmax(axis=1) == tiny_data.y_val) == pytest.approx(payload["final"]["test_accuracy"])
+    assert np.mean(probabilities.argmax(axis=1) == tiny_data.y_test) == pytest.approx(payload["final"]["test_accuracy"])
 
 
 def test_cnn_option(tmp_path):

@@ -59,11 +59,11 @@ def test_nielsen_parameters_have_his_spread():
         dg.nielsen_parameters([784])
 
 
-def test_softmax_speeds_agree_with_the_learning_speed_callback(tiny):
-    # The callback differentiates the Keras model with TensorFlow; the NumPy backprop must agree.
+def test_softmax_speeds_agree_with_epoch_metrics(tiny):
+    # EpochMetrics differentiates the Keras model with TensorFlow; the NumPy backprop must agree.
     ml.set_seed(0)
     model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=6, init="nielsen", seed=4)
-    callback = ml.LearningSpeed(tiny.x_train, tiny.y_train)
+    callback = ml.EpochMetrics((tiny.x_train, tiny.y_train))
     callback.set_model(model)
     callback.on_train_begin()
     hidden = ml.hidden_layers_of(model) + [model.get_layer("output")]
@@ -72,7 +72,7 @@ def test_softmax_speeds_agree_with_the_learning_speed_callback(tiny):
     x = dg.prepare_inputs(tiny.x_train)
     gradients = dg.bias_gradients(weights, biases, x, ml.one_hot(tiny.y_train), "softmax")
     for k in (1, 2):
-        assert np.linalg.norm(gradients[k - 1]) == pytest.approx(callback.history[f"speed_hidden_{k}"][0], rel=1e-3)
+        assert np.linalg.norm(gradients[k - 1]) == pytest.approx(callback.initial[f"speed_hidden_{k}"], rel=1e-3)
 
 
 def test_prepare_inputs_scalings(tiny):
@@ -170,45 +170,60 @@ def test_squared_weights_sums_kernels_only(tiny):
     assert dg.squared_weights(model) == pytest.approx(sum(np.sum(k ** 2) for k in kernels), rel=1e-6)
 
 
-def test_weight_norm_change_against_numpy(tiny):
-    model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=3)
-    callback = dg.WeightNormChange()
-    callback.set_model(model)
-    callback.on_train_begin()
-    kernels = [model.get_layer(f"hidden_{k}").kernel for k in (1, 2)]
-    before = [k.numpy().astype(np.float64) for k in kernels]
-    rng = np.random.default_rng(0)
-    after = [b + rng.normal(scale=0.01, size=b.shape) for b in before]
-    for kernel, value in zip(kernels, after):
-        kernel.assign(value.astype(np.float32))
-    callback.on_epoch_end(0)
-    for k in (1, 2):
-        expected = np.linalg.norm(after[k - 1] - before[k - 1]) / np.linalg.norm(before[k - 1])
-        assert callback.history[f"norm_change_hidden_{k}"] == pytest.approx([0.0, expected], rel=1e-5)
-    callback.on_epoch_end(1)  # nothing moved since
-    assert callback.history["norm_change_hidden_1"][-1] == pytest.approx(0.0, abs=1e-7)
-
-
-def test_weight_norm_change_works_through_train(tiny):
-    callback = dg.WeightNormChange()
-    result = ml.train(ml.Config(hidden_layers=2, units=4, epochs=2, per_class=3, l2_lambda=0), tiny,
-                      callbacks=[callback])
-    for k in (1, 2):
-        values = callback.history[f"norm_change_hidden_{k}"]
-        assert len(values) == 3 and values[0] == 0.0 and all(v > 0 for v in values[1:])
-    assert len(result.history["loss"]) == 2
-
-
-def test_summarise_reads_history_and_model(tiny):
+def test_summarise_chooses_on_validation_and_reports_test(tiny):
     result = ml.train(ml.Config(hidden_layers=1, units=4, epochs=3, per_class=3, l2_lambda=5), tiny)
     result.history["val_zero_one_error"] = [0.5, 0.2, 0.4]
+    result.history["test_zero_one_error"] = [0.6, 0.3, 0.1]
     result.history["val_loss"] = [2.0, 1.5, 1.7]
-    result.final.update(train_accuracy=0.9, test_accuracy=0.6)
-    values = dg.summarise(result, tiny)
+    result.final.update(train_accuracy=0.9, val_accuracy=0.6, test_accuracy=0.7, val_loss=1.7)
+    values = dg.summarise_run(result)
+    assert values["status"] == "ok" and values["epochs_run"] == 3
     assert values["gap"] == pytest.approx(0.3)
-    assert values["best_test_accuracy"] == pytest.approx(0.8) and values["best_epoch"] == 2
-    assert values["min_test_loss"] == 1.5 and values["min_test_loss_epoch"] == 2 and values["final_test_loss"] == 1.7
+    assert values["best_val_accuracy"] == pytest.approx(0.8) and values["best_epoch"] == 2
+    assert values["test_accuracy_at_best_epoch"] == pytest.approx(0.7) and values["test_accuracy"] == 0.7
+    assert values["min_val_loss"] == 1.5 and values["min_val_loss_epoch"] == 2 and values["final_val_loss"] == 1.7
     assert values["squared_weights"] == pytest.approx(dg.squared_weights(result.model), abs=1e-4)
     coefficient = ml.l2_coefficient(5, tiny.num_train)
     assert values["penalty"] == pytest.approx(coefficient * dg.squared_weights(result.model), abs=1e-4)
-    assert all(round(v, 4) == v for v in values.values())
+    assert values["val_cross_entropy"] == round(result.history["val_cross_entropy"][-1], 4)
+    assert all(round(v, 4) == v for v in values.values() if isinstance(v, float))
+
+
+def test_summarise_a_diverged_run_without_finite_epochs(tiny):
+    result = ml.train(ml.Config(hidden_layers=1, units=4, epochs=2, per_class=3), tiny)
+    for key in ("val_zero_one_error", "val_loss", "test_zero_one_error"):
+        result.history[key] = [None, None]
+    result.diverged = True
+    values = dg.summarise_run(result)
+    assert values["status"] == "diverged"
+    assert values["best_epoch"] is None and values["best_val_accuracy"] is None and values["min_val_loss"] is None
+
+
+def test_standardise_with_reference_statistics(tiny):
+    rows = dg.standardise(tiny.x_val, tiny.x_train)
+    mean, variance = ml.standardisation_stats(tiny.x_train)
+    by_hand = (tiny.x_val.reshape(len(tiny.x_val), -1) - mean.astype(np.float64)) / np.sqrt(variance.astype(np.float64))
+    assert rows.shape == (len(tiny.x_val), 784) and np.abs(rows - by_hand).max() < 1e-12
+    own = dg.standardise(tiny.x_val)
+    varying = tiny.x_val.reshape(len(tiny.x_val), -1).std(axis=0) > 0
+    assert np.allclose(own[:, varying].mean(axis=0), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_predict_with_statistics(tiny, model_name):
+    ml.set_seed(0)
+    model = ml.build_model(ml.Config(model=model_name, hidden_layers=1, per_class=3), tiny)
+    # With the training statistics: the model's own predictions.
+    with_train = dg.predict_with_statistics(model, tiny.x_test, tiny.x_train)
+    assert np.abs(with_train - model.predict(tiny.x_test, verbose=0)).max() < 1e-5
+    # With the test set's own statistics (the original's refit): what a model standardised on them predicts.
+    refit = dg.predict_with_statistics(model, tiny.x_test)
+    if model_name == "mlp":
+        rebuilt = ml.build_mlp(tiny.x_test, hidden_layers=1)
+    else:
+        rebuilt = ml.build_cnn(tiny.x_test)
+    rebuilt.set_weights(model.get_weights())
+    assert np.abs(refit - rebuilt.predict(tiny.x_test, verbose=0)).max() < 1e-5
+    assert not np.allclose(refit, with_train)
+    with pytest.raises(ValueError, match="standardise"):
+        dg.predict_with_statistics(keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten()]), tiny.x_test)

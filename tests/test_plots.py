@@ -14,13 +14,15 @@ from mnistlab import plots  # noqa: E402
 
 def _fake_result(hidden_layers, l2_lambda, epochs=4, seed=0):
     rng = np.random.default_rng(seed + 10 * hidden_layers + int(l2_lambda))
-    history = {key: list(rng.random(epochs)) for key in
-               ("loss", "accuracy", "val_loss", "val_accuracy", "zero_one_error", "val_zero_one_error")}
+    history = {prefix + key: list(rng.random(epochs)) for key in ("loss", "accuracy", "zero_one_error")
+               for prefix in ("", "val_", "test_")}
+    initial = {}
     for k in range(1, hidden_layers + 1):
-        history[f"speed_hidden_{k}"] = list(rng.random(epochs + 1) + 0.01)
-        history[f"weight_change_hidden_{k}"] = [0.0] + list(rng.random(epochs) + 0.01)
+        initial[f"speed_hidden_{k}"] = float(rng.random() + 0.01)
+        history[f"speed_hidden_{k}"] = list(rng.random(epochs) + 0.01)
+        history[f"weight_change_hidden_{k}"] = list(rng.random(epochs) + 0.01)
     config = ml.Config(hidden_layers=hidden_layers, l2_lambda=l2_lambda, epochs=epochs)
-    return ml.Result(config, history, {}, 0.0, False)
+    return ml.Result(config, history, {}, 0.0, False, initial)
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +53,21 @@ def test_history_grid_has_a_panel_per_metric_and_depth_and_two_lines_per_run():
     axes = np.array(figure.axes).reshape(3, 3)
     assert [ax.get_title() for ax in axes[0]] == ["1 hidden layer", "2 hidden layers", "3 hidden layers"]
     for ax in axes.ravel():
-        assert len(ax.lines) == 4  # two lambdas x train/test
-    first = axes[0, 0].lines[0]
+        assert len(ax.lines) == 4  # two lambdas x train/validation
+    first, second = axes[0, 0].lines[:2]
     assert np.allclose(first.get_ydata(), results[0].history["accuracy"])
+    assert np.allclose(second.get_ydata(), results[0].history["val_accuracy"]) and second.get_linestyle() == "--"
     assert list(first.get_xdata()) == [1, 2, 3, 4]
+    assert first.get_label() == "λ = 0, train" and second.get_label() == "λ = 0, val"
+
+
+def test_history_grid_can_draw_the_test_split():
+    figure = plots.plot_history_grid([_fake_result(1, 0.0)], splits=("train", "val", "test"))
+    lines = figure.axes[2].lines
+    assert len(lines) == 3 and lines[2].get_linestyle() == ":"
+    assert np.allclose(lines[2].get_ydata(), _fake_result(1, 0.0).history["test_zero_one_error"])
+    with pytest.raises(ValueError, match="splits"):
+        plots.plot_history_grid([_fake_result(1, 0.0)], splits=("holdout",))
 
 
 def test_history_grid_log_loss_scales_only_the_loss_row():
@@ -77,17 +90,18 @@ def test_learning_speed_plot_is_log_scaled_with_a_line_per_layer():
     assert all(ax.get_yscale() == "log" for ax in axes.ravel())
     assert [len(ax.lines) for ax in axes[0]] == [1, 2, 3]
     speed = axes[0, 2].lines[2]
-    assert list(speed.get_xdata()) == [0, 1, 2, 3, 4]
-    assert np.allclose(speed.get_ydata(), results[2].history["speed_hidden_3"])
+    assert list(speed.get_xdata()) == [0, 1, 2, 3, 4]  # epoch 0 from Result.initial
+    assert np.allclose(speed.get_ydata(), results[2].trajectory("speed_hidden_3"))
     change = axes[1, 0].lines[0]
     assert list(change.get_xdata()) == [1, 2, 3, 4]  # no weight change at initialisation
+    assert np.allclose(change.get_ydata(), results[0].history["weight_change_hidden_1"])
     with pytest.raises(ValueError, match="hidden layers"):
         plots.plot_learning_speed([_fake_result(0, 0.0)])
 
 
 def test_learning_speed_plot_leaves_gaps_for_zero_speeds():
     result = _fake_result(1, 0.0)
-    result.history["weight_change_hidden_1"][2] = 0.0
+    result.history["weight_change_hidden_1"][1] = 0.0
     figure = plots.plot_learning_speed([result])
     change = figure.axes[1].lines[0].get_ydata()
     assert np.isnan(change[1]) and np.all(np.isfinite(np.delete(change, 1)))
@@ -147,3 +161,10 @@ def test_table_text_and_html():
     assert "&lt;b&gt;" in plots.Table(["<b>"], [["x"]])._repr_html_()
     with pytest.raises(ValueError, match="every row"):
         plots.Table(["a", "b"], [[1]])
+
+
+def test_table_markdown_and_records():
+    table = plots.Table.from_records([{"depth": 1, "a|b": 0.5, "skip": 3}, {"depth": 2, "a|b": None}], ["depth", "a|b"])
+    assert table.to_markdown().splitlines() == ["| depth | a\\|b |", "|---|---|", "| 1 | 0.500 |", "| 2 | – |"]
+    assert repr(plots.Table.from_records([{"x": 1.23456}], precision=2)).splitlines() == ["   x", "1.23"]
+    assert plots.Table.from_records([]).columns == []

@@ -206,7 +206,7 @@ def test_dask_local_cluster_records_a_failing_run_and_finishes_the_others(tmp_pa
 
 def test_train_grid_rows_summary_and_figure(tiny_data):
     base = ml.Config(epochs=1, per_class=5)
-    rows = sweep_report.train_grid(base, {"hidden_layers": [1], "l2_lambda": [0.0, 5.0]}, [0, 1], tiny_data)
+    rows = ml.train_grid(base, {"hidden_layers": [1], "l2_lambda": [0.0, 5.0]}, [0, 1], tiny_data)
     assert [(row["hidden_layers"], row["l2_lambda"], row["seed"]) for row in rows] == [
         (1, 0.0, 0), (1, 0.0, 1), (1, 5.0, 0), (1, 5.0, 1)]
     alone = ml.train(ml.Config(epochs=1, per_class=5, l2_lambda=5.0, seed=1), tiny_data)
@@ -220,5 +220,5 @@ def test_train_grid_rows_summary_and_figure(tiny_data):
                                        highlight_seed=0)
     assert len(figure.axes) == 1 and len(figure.axes[0].get_xticklabels()) == 2
     plt.close(figure)
-    text = sweep_report.format_table(table, ["l2_lambda", "test_accuracy_mean"])
+    text = repr(ml.plots.Table.from_records(table, ["l2_lambda", "test_accuracy_mean"]))
     assert text.splitlines()[1].split() == ["0.0", f"{table[0]['test_accuracy_mean']:.3f}"]

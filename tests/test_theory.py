@@ -84,13 +84,3 @@ def test_the_check_fails_for_the_literal_keras_coefficient(data):
     model = _sgd_model(data, 5.0)
     differences = theory.weight_decay_step_difference(model, data.x_train[:10], data.y_train[:10], 5.0, n, 0.1)
     assert max(differences.values()) > 1e-3
-
-
-def test_predict_standardised_matches_the_model_on_train_statistics(data):
-    ml.set_seed(0)
-    model = ml.build_mlp(data.x_train, hidden_layers=1)
-    mean, variance = ml.standardisation_stats(data.x_train)
-    standardised = theory.standardise(data.x_test, mean, variance)
-    by_hand = (data.x_test.reshape(len(data.x_test), -1) - mean) / np.sqrt(variance)
-    assert np.abs(standardised - by_hand).max() < 1e-4
-    assert np.abs(theory.predict_standardised(model, standardised) - model.predict(data.x_test, verbose=0)).max() < 1e-5
