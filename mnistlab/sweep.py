@@ -305,8 +305,10 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
                        "--no-progress-bar", "--cwd", cwd if cwd and os.path.isdir(cwd) else scratch]
             if timeout:
                 command += ["--execution-timeout", str(int(timeout))]
+            # Temporary files of the run (the kernel's connection file, say) go to its scratch folder,
+            # so that whatever a stopped run leaves behind goes with that folder.
             child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=scratch))
             with _CHILDREN_LOCK:
                 _CHILDREN.add(child)
             try:

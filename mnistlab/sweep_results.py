@@ -23,6 +23,8 @@ def _problem(text: str) -> str | None:
     """Why `text` is not a whole results table this module wrote, or None if it is one."""
     if not text:
         return "it is empty"
+    if "\x00" in text:  # what a crash leaves in a file whose blocks were allocated but never written
+        return "it contains NUL bytes"
     if not text.endswith("\n"):  # every row this module writes ends with a newline
         return "its last line is cut off"
     try:

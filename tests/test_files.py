@@ -109,10 +109,13 @@ def test_a_failed_stream_write_writes_nothing(tmp_path):
 
 def test_stdout_is_a_stream_even_when_redirected_to_a_file(tmp_path):
     log = tmp_path / "log.txt"
-    code = ("import sys; from mnistlab.files import output_kind, write_atomic; print('progress', flush=True); "
-            "kind = output_kind('/dev/stdout'); write_atomic('/dev/stdout', kind + '\\n')")
+    # files.py is loaded on its own: the package's __init__ would spend seconds importing TensorFlow
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('files', sys.argv[1]); "
+            "files = importlib.util.module_from_spec(spec); spec.loader.exec_module(files); "
+            "print('progress', flush=True); kind = files.output_kind('/dev/stdout'); "
+            "files.write_atomic('/dev/stdout', kind + '\\n')")
     with open(log, "w") as stream:
-        subprocess.run([sys.executable, "-c", code], stdout=stream, check=True)
+        subprocess.run([sys.executable, "-c", code, output_kind.__globals__["__file__"]], stdout=stream, check=True)
     # the payload is appended after what the process printed, and the file is the same file
     assert log.read_text() == "progress\nstream\n"
 
