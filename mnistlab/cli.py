@@ -86,7 +86,7 @@ def _config_from(args: argparse.Namespace, **overrides) -> Config:
 
 def _check_writable(path: str | None, suffix: str | None = None) -> None:
     """Fail before training, not after, when an output path cannot be written."""
-    if path is None:
+    if path is None or path == "-" and suffix is None:  # "-": JSON to stdout
         return
     try:
         kind = output_kind(path)
@@ -94,6 +94,15 @@ def _check_writable(path: str | None, suffix: str | None = None) -> None:
         raise UsageError(str(error)) from None
     if suffix and kind == "file" and not path.endswith(suffix):
         raise UsageError(f"output path {path!r} must end with {suffix}")
+
+
+def _same_file(first: str, second: str) -> bool:
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)  # e.g. two names of one device or hard-linked file
+    except OSError:
+        return False
 
 
 def _load_data(config: Config):
@@ -145,6 +154,9 @@ def _payload(result) -> dict:
 def _write_json(path: str, payload) -> bool:
     """Write `payload` to `path`; on failure print it to stdout instead and say so. True if written."""
     text = json.dumps(payload, indent=1)
+    if path == "-":
+        print(text, flush=True)
+        return True
     try:
         write_atomic(path, text)
         return True
@@ -202,6 +214,8 @@ def _train(args) -> int:
     config = _config_from(args)
     _check_writable(args.json)
     _check_writable(args.save, ".keras")
+    if args.json and args.save and args.json != "-" and _same_file(args.json, args.save):
+        raise UsageError(f"--json and --save name the same file {args.save!r}; give two paths")
     data = _load_data(config)
     result = _run(train, config, data, verbose=0, callbacks=None if args.quiet else [_progress_callback()])
     described = f"hidden_layers={config.hidden_layers} " if config.model == "mlp" else ""
@@ -263,14 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        description="Train one configuration with the course's defaults.")
     _add_config_options(train_parser)
     train_parser.add_argument("--json", metavar="PATH",
-                              help="write config, history, final metrics, seconds, diverged (a file, or a "
-                                   "device or FIFO such as /dev/stdout)")
+                              help="write config, history, final metrics, seconds, diverged (a file, - for "
+                                   "stdout, or a device or FIFO)")
     train_parser.add_argument("--save", metavar="PATH.keras", help="save the trained model (takes raw 0..255 pixels)")
     train_parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     study_parser = commands.add_parser("study", help="the six-configuration MLP study (1-3 hidden layers x lambda 0, 5)",
                                        description="1, 2, 3 hidden layers x lambda in {0, 5} with the course defaults.")
     _add_config_options(study_parser, study=True)
-    study_parser.add_argument("--json", metavar="PATH", help="write the list of results")
+    study_parser.add_argument("--json", metavar="PATH", help="write the list of results (- for stdout)")
     commands.add_parser("bench", help="benchmark the training paths (see bench --help)", add_help=False)
     commands.add_parser("sweep", help="run a chapter over a parameter grid (see sweep --help)", add_help=False)
     return parser

@@ -47,8 +47,10 @@ def notebook_parameters(notebook: str) -> dict:
     """
     import papermill  # lazy: papermill pulls in nbclient, which `import mnistlab` should not
 
-    if not os.path.isfile(notebook):
+    if not os.path.exists(notebook):
         raise ValueError(f"no such notebook: {notebook}")
+    if not os.path.isfile(notebook):
+        raise ValueError(f"{notebook} is not a file")
     if not notebook.endswith(".ipynb"):
         raise ValueError(f"{notebook} is not a .ipynb notebook (a chapter's .md has a paired .ipynb to sweep)")
     try:
@@ -171,6 +173,10 @@ def plan(grid: dict) -> list[dict]:
     ids = [run_id(parameters) for parameters in runs]
     if len(set(ids)) != len(ids):
         raise ValueError("two runs of the grid map to the same run id; use plainer parameter values")
+    longest = max(ids, key=len, default="")
+    if len((longest + ".ipynb").encode()) > 255:  # the usual limit on a file name
+        raise ValueError(f"the run id {longest[:40]}... is too long for a file name ({len(longest)} characters); "
+                         f"use shorter parameter values")
     return runs
 
 
@@ -386,6 +392,16 @@ def _row(identifier: str, outcome: dict, version: str) -> dict:
 
 # ---------------------------------------------------------------- the output folder
 
+def _missing_folders(out: str) -> list[str]:
+    """The folders `os.makedirs(out)` would create, outermost first."""
+    missing = []
+    folder = os.path.abspath(out)
+    while not os.path.lexists(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
 def _prepare_folder(out: str) -> None:
     """Create `out` if needed; ValueError if it is a file or cannot be written (checked by writing)."""
     if os.path.lexists(out) and not os.path.isdir(out):
@@ -510,15 +526,27 @@ def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None =
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     runs = plan(checked)
     out = out or os.path.join("runs", os.path.splitext(os.path.basename(notebook))[0])
+    if cwd is not None and scheduler is None and not os.path.isdir(cwd):  # a cluster's workers may have it
+        raise ValueError(f"cwd {cwd!r} is not a folder")
     cwd = os.path.abspath(cwd or os.path.dirname(os.path.abspath(notebook)))
     with open(notebook, encoding="utf-8") as stream:
         notebook_text = stream.read()
     version = code_version(notebook_text)
+    created = _missing_folders(out)
     _prepare_folder(out)
-    with folder_lock(out):
-        clean_stale_scratch()
-        return _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers, scheduler, cwd,
-                             timeout, progress, rerun_stale)
+    try:
+        with folder_lock(out):
+            clean_stale_scratch()
+            return _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers, scheduler, cwd,
+                                 timeout, progress, rerun_stale)
+    except ValueError:  # refused before anything ran: leave no folder behind that this call made
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out, LOCK_FILE))
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only if empty
+        raise
 
 
 def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers, scheduler, cwd, timeout,
@@ -526,7 +554,7 @@ def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers,
     rows = {row["run_id"]: row for row in read_results(out)}
     identifiers = [run_id(parameters) for parameters in runs]
     done = [identifier for identifier in identifiers if rows.get(identifier, {}).get("status") == "ok"
-            and os.path.exists(os.path.join(out, identifier + ".ipynb"))]
+            and os.path.isfile(os.path.join(out, identifier + ".ipynb"))]
     stale = [identifier for identifier in done if rows[identifier].get("code_version") != version]
     if stale and not rerun_stale:
         raise ValueError(f"{len(stale)} finished run(s) in {out} ran other code than {notebook} and mnistlab "
@@ -697,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--workers must be >= 1, got {arguments.workers}")
         if arguments.timeout is not None and not (math.isfinite(arguments.timeout) and arguments.timeout > 0):
             raise ValueError(f"--timeout must be a positive number of seconds, got {arguments.timeout}")
+        if arguments.cwd is not None and arguments.scheduler is None and not os.path.isdir(arguments.cwd):
+            raise ValueError(f"--cwd {arguments.cwd!r} is not a folder")
         check_parameters(arguments.notebook, grid, arguments.seeds)  # before anything is written or run
     except ValueError as error:
         print(f"mnistlab sweep: error: {error}", file=sys.stderr)
@@ -718,8 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = [row for row in rows if row["status"] != "ok"]
     results = os.path.join(outcome["out"], RESULTS_FILE)
     stale = f" ({len(outcome['stale'])} of them stale)" if outcome["stale"] else ""
+    unwritten = f", {len(outcome['unwritten'])} file(s) not written (see above)" if outcome["unwritten"] else ""
     print(f"{len(outcome['executed'])} run(s) executed{stale}, {len(outcome['skipped'])} already finished, "
-          f"{len(failed)} failed; results in {results if outcome['table_written'] else 'the table printed above'}")
+          f"{len(failed)} failed{unwritten}; "
+          f"results in {results if outcome['table_written'] else 'the table printed above'}")
     code = 1 if failed or outcome["unwritten"] else 0
     if arguments.summary:
         try:

@@ -62,6 +62,8 @@ def read_results(out: str) -> list[dict]:
     path = results_path(out)
     if not os.path.lexists(path):
         return []
+    if not os.path.isfile(path):  # a folder, a FIFO (reading it would wait forever), a dangling link
+        raise ValueError(f"{path} is not a regular file; move it away or delete it, or give another --out")
     try:
         with open(path, "rb") as stream:
             text = stream.read().decode("utf-8")

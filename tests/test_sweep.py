@@ -393,7 +393,7 @@ def test_a_full_disk_during_a_sweep_keeps_every_row(tmp_path, capsys, monkeypatc
     # the table is on stdout, readable as CSV, with both rows
     table = list(csv.DictReader(io.StringIO(captured.out[:captured.out.rindex("2 run(s) executed")])))
     assert {row["seed"]: row["value"] for row in table} == {"0": "0", "1": "2"}
-    assert "results in the table printed above" in captured.out
+    assert "3 file(s) not written (see above); results in the table printed above" in captured.out
     assert sorted(os.listdir(out)) == [".sweep.lock"]
     # the disk has room again: the runs without a notebook run again and nothing is missing
     monkeypatch.setattr(mnistlab.sweep, "write_atomic", real_write)
