@@ -47,7 +47,7 @@ except KeyboardInterrupt:
     raise
 
 from .callbacks import DivergenceGuard, LearningSpeed, ZeroOneError, zero_one_error  # noqa: E402
-from .data import CourseData, load_course_data, one_hot, standardisation_stats  # noqa: E402
+from .data import CourseData, load_course_data, load_full_test, one_hot, standardisation_stats  # noqa: E402
 from .config import STUDY_GRID, Config  # noqa: E402
 from .experiment import Result, build_model, set_seed, study, train, train_many  # noqa: E402
 from . import diagnostics, plots  # noqa: E402
@@ -59,7 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Config", "CourseData", "STUDY_GRID", "DivergenceGuard", "LearningSpeed", "Result", "ZeroOneError",
     "build_cnn", "build_mlp", "build_model", "count_trainable", "hidden_layers_of", "l2_coefficient",
-    "load_course_data", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
+    "load_course_data", "load_full_test", "make_optimizer", "one_hot", "set_seed", "standardisation_stats", "study", "train",
     "train_many",
     "diagnostics", "plots", "theory", "zero_one_error",
 ]

@@ -38,8 +38,8 @@ def original_protocol(config, data) -> float:
     """
     import mnistlab as ml
 
-    x_train, x_test = data.x_train.astype(np.float32), data.x_test.astype(np.float32)
-    y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_test)
+    x_train, x_test = data.x_train.astype(np.float32), data.x_val.astype(np.float32)
+    y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_val)
     fit = dict(batch_size=config.batch_size, verbose=0)
     start = time.perf_counter()
     ml.set_seed(config.seed)
@@ -50,7 +50,7 @@ def original_protocol(config, data) -> float:
     for _ in range(config.epochs):
         model.fit(x_train, y_train, epochs=1, **fit)
         errors.append([np.mean(np.argmax(model.predict(x, verbose=0), axis=1) != labels)
-                       for x, labels in ((x_train, data.y_train), (x_test, data.y_test))])
+                       for x, labels in ((x_train, data.y_train), (x_test, data.y_val))])
     model = ml.build_model(config, data)
     parameters = model.count_params()
     changes = []
@@ -78,7 +78,7 @@ def plain_fit(config, data):
     history = model.fit(fast.input_pipeline(data.x_train, ml.one_hot(data.y_train), config.batch_size, orders),
                         epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
                         shuffle=False,  # the dataset already is in the seeded order
-                        validation_data=(data.x_test.astype(np.float32), ml.one_hot(data.y_test)),
+                        validation_data=(data.x_val.astype(np.float32), ml.one_hot(data.y_val)),
                         validation_batch_size=config.batch_size, verbose=0).history
     return time.perf_counter() - start, history["val_accuracy"][-1], history["accuracy"][-1]
 

@@ -7,13 +7,15 @@ import math
 
 import numpy as np
 
-from .data import SOURCES, max_per_class
+from .data import SOURCES, check_per_class
 
 MODELS = ("mlp", "cnn")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 INITS = ("glorot", "nielsen")
 L2_CONVENTIONS = ("nielsen", "keras")
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
+L2_LAYERS = ("all", "hidden")
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeding, which keras.utils.set_random_seed uses, takes 32 bits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,20 +28,32 @@ class Config:
     activation: str = "sigmoid"  # hidden-layer activation
     l2_lambda: float = 5.0  # L2 strength lambda, read according to l2_convention
     l2_convention: str = "nielsen"  # "nielsen": C0 + lambda/(2n) sum w^2; "keras": l2(lambda) literally
+    l2_layers: str = "all"  # "all" kernels (Nielsen's network2) or "hidden" only (the original left the output free)
     optimizer: str = "sgd"  # "sgd", "momentum" (0.9) or "adam"
     learning_rate: float = 0.1  # eta
     batch_size: int = 10  # mini-batch size
     epochs: int = 30  # passes over the training set
-    per_class: int = 100  # training (and test) images per digit
+    per_class: int = 100  # images per digit in each split: training, validation and test
     init: str = "glorot"  # "glorot" (Keras default) or "nielsen" (N(0, 1/n_in) weights, N(0, 1) biases)
     source: str = "bundled"  # "bundled" (shipped, offline), "keras" (official splits) or "auto"
     seed: int = 0  # seeds initialisation, shuffling, dropout and augmentation
 
     def __post_init__(self):
-        def whole(name, minimum):
+        def whole(name, minimum, maximum=None):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum
+                    or (maximum is not None and value > maximum)):
+                allowed = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+                raise ValueError(f"{name} must be a whole number {allowed}, got {value!r}")
+            object.__setattr__(self, name, int(value))  # NumPy integers would not serialise as JSON
+
+        def number(name, positive):
+            value = getattr(self, name)
+            ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+                  and math.isfinite(value) and (value > 0 if positive else value >= 0))
+            if not ok:
+                raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+            object.__setattr__(self, name, float(value))
 
         def choice(name, options):
             if getattr(self, name) not in options:
@@ -51,21 +65,16 @@ class Config:
         choice("optimizer", OPTIMIZERS)
         choice("init", INITS)
         choice("source", SOURCES)
+        choice("l2_layers", L2_LAYERS)
         whole("hidden_layers", 0)
         whole("units", 1)
         whole("batch_size", 1)
         whole("epochs", 0)
         whole("per_class", 1)
-        whole("seed", 0)
-        if not (isinstance(self.l2_lambda, (int, float)) and math.isfinite(self.l2_lambda) and self.l2_lambda >= 0):
-            raise ValueError(f"l2_lambda must be a finite number >= 0, got {self.l2_lambda!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
-        limit = max_per_class(self.source)
-        if self.per_class > limit:
-            raise ValueError(f"per_class must be between 1 and {limit} for source {self.source!r}, "
-                             f"got {self.per_class}")
+        whole("seed", 0, MAX_SEED)
+        number("l2_lambda", positive=False)
+        number("learning_rate", positive=True)
+        check_per_class(self.per_class, self.source)  # constants only: no data file is opened
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

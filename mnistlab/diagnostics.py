@@ -156,7 +156,7 @@ def summarise(result, data) -> dict:
     history = result.history
     test_errors = np.array([np.nan if v is None else v for v in history["val_zero_one_error"]], dtype=float)
     test_losses = np.array([np.nan if v is None else v for v in history["val_loss"]], dtype=float)
-    test_loss = loss_parts(result.model, data.x_test, data.y_test)
+    test_loss = loss_parts(result.model, data.x_val, data.y_val)
     values = {
         "train_accuracy": result.final["train_accuracy"], "test_accuracy": result.final["test_accuracy"],
         "gap": result.final["train_accuracy"] - result.final["test_accuracy"],

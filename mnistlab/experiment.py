@@ -47,9 +47,9 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
     l2 = l2_coefficient(config.l2_lambda, data.num_train, config.l2_convention)
     if config.model == "mlp":
         model = build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
-                          config.seed)
+                          config.seed, config.l2_layers)
     else:
-        model = build_cnn(data.x_train, l2, config.seed)
+        model = build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -88,19 +88,19 @@ def train(config: Config = Config(), data: CourseData | None = None, verbose: in
     orders = fast.shuffled_orders(data.num_train, config.epochs, config.seed)
     if engine == "fast":
         history, diverged = fast.fit(model, _template_builder(config, data), data.x_train, one_hot(data.y_train),
-                                     data.x_test, one_hot(data.y_test), batch_size=config.batch_size,
+                                     data.x_val, one_hot(data.y_val), batch_size=config.batch_size,
                                      orders=orders, callbacks=callbacks or [],
                                      jit_compile=config.model == "mlp", verbose=verbose)
         history = {key: [_finite(v) for v in values] for key, values in history.items()}
     else:
         speed = cb.LearningSpeed(data.x_train, data.y_train)
         guard = cb.DivergenceGuard()
-        metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_test, data.y_test), speed, guard]
+        metric_callbacks = [cb.ZeroOneError(data.x_train, data.y_train, data.x_val, data.y_val), speed, guard]
         fitted = model.fit(fast.input_pipeline(data.x_train, one_hot(data.y_train), config.batch_size, orders),
                            epochs=config.epochs, steps_per_epoch=-(-data.num_train // config.batch_size),
                            shuffle=False,  # the dataset already is in the seeded order
-                           validation_data=(data.x_test, one_hot(data.y_test)),
-                           validation_batch_size=len(data.x_test), verbose=verbose,
+                           validation_data=(data.x_val, one_hot(data.y_val)),
+                           validation_batch_size=len(data.x_val), verbose=verbose,
                            callbacks=metric_callbacks + list(callbacks or []))
         history = {key: [_finite(float(v)) for v in values] for key, values in fitted.history.items()}
         history.update({key: [_finite(v) for v in values] for key, values in speed.history.items()})

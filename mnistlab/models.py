@@ -7,9 +7,8 @@ import math
 import keras
 import numpy as np
 
-from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, OPTIMIZERS
-from .data import NUM_CLASSES, standardisation_stats
-IMAGE_SHAPE = (28, 28)
+from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, L2_LAYERS, OPTIMIZERS
+from .data import IMAGE_SHAPE, NUM_CLASSES, standardisation_stats
 
 
 def l2_coefficient(l2_lambda: float, num_train: int, convention: str = "nielsen") -> float:
@@ -52,13 +51,19 @@ def _initializers(init: str, fan_in: int, seed: int):
     raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
 
 
+def _check_l2_layers(l2_layers: str) -> None:
+    if l2_layers not in L2_LAYERS:
+        raise ValueError(f"unknown l2_layers {l2_layers!r}; choose one of {', '.join(L2_LAYERS)}")
+
+
 def build_mlp(x_train: np.ndarray, hidden_layers: int = 1, units: int = 30, activation: str = "sigmoid",
-              l2: float = 0.0, init: str = "glorot", seed: int = 0) -> keras.Sequential:
+              l2: float = 0.0, init: str = "glorot", seed: int = 0, l2_layers: str = "all") -> keras.Sequential:
     """A fully connected net from raw (N, 28, 28) pixels to 10 softmax probabilities.
 
     Standardisation (per pixel, fitted on `x_train` only) is the first layer, so the
-    model takes raw pixels; `l2` is Keras' coefficient on every kernel (see
-    `l2_coefficient`). Hidden layers are named hidden_1, hidden_2, ... from the input side.
+    model takes raw pixels; `l2` is Keras' coefficient (see `l2_coefficient`) on every
+    kernel, or with `l2_layers="hidden"` on the hidden kernels only, as the original
+    notebook had it. Hidden layers are named hidden_1, hidden_2, ... from the input side.
     """
     if isinstance(hidden_layers, bool) or not isinstance(hidden_layers, (int, np.integer)) or hidden_layers < 0:
         raise ValueError(f"hidden_layers must be a whole number >= 0, got {hidden_layers!r}")
@@ -66,6 +71,7 @@ def build_mlp(x_train: np.ndarray, hidden_layers: int = 1, units: int = 30, acti
         raise ValueError(f"units must be >= 1, got {units}")
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    _check_l2_layers(l2_layers)
     mean, variance = standardisation_stats(x_train)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten(name="flatten"),
@@ -79,12 +85,14 @@ def build_mlp(x_train: np.ndarray, hidden_layers: int = 1, units: int = 30, acti
         fan_in = units
     kernel_init, bias_init = _initializers(init, fan_in, seed)
     layers.append(keras.layers.Dense(NUM_CLASSES, activation="softmax", kernel_initializer=kernel_init,
-                                     bias_initializer=bias_init, kernel_regularizer=regularizer,
+                                     bias_initializer=bias_init,
+                                     kernel_regularizer=regularizer if l2_layers == "all" else None,
                                      name="output"))
     return keras.Sequential(layers, name=f"mlp_{hidden_layers}x{units}")
 
 
-def build_cnn(x_train: np.ndarray, l2: float = 0.0, seed: int = 0, augment: bool = True) -> keras.Sequential:
+def build_cnn(x_train: np.ndarray, l2: float = 0.0, seed: int = 0, augment: bool = True,
+              l2_layers: str = "all") -> keras.Sequential:
     """The original notebook's CNN (619,786 trainable parameters) with augmentation as layers.
 
     Augmentation (shifts up to 3 px, rotations up to 3 degrees, the original
@@ -92,6 +100,7 @@ def build_cnn(x_train: np.ndarray, l2: float = 0.0, seed: int = 0, augment: bool
     mean and spread over all training pixels standardise, since a per-pixel
     standardisation would not follow a shifted digit.
     """
+    _check_l2_layers(l2_layers)
     pixels = np.asarray(x_train, dtype=np.float64)
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Reshape(IMAGE_SHAPE + (1,), name="channel")]
@@ -117,7 +126,8 @@ def build_cnn(x_train: np.ndarray, l2: float = 0.0, seed: int = 0, augment: bool
         keras.layers.Dense(256, kernel_regularizer=regularizer, name="dense",
                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 30)),
         keras.layers.LeakyReLU(negative_slope=0.1),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax", kernel_regularizer=regularizer, name="output",
+        keras.layers.Dense(NUM_CLASSES, activation="softmax", name="output",
+                           kernel_regularizer=regularizer if l2_layers == "all" else None,
                            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 31)),
     ]
     return keras.Sequential(layers, name="cnn")

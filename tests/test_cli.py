@@ -34,9 +34,9 @@ def test_train_writes_json_and_a_model_that_takes_raw_pixels(tmp_path, capsys, t
                 "speed_hidden_1", "speed_hidden_2", "weight_change_hidden_1", "weight_change_hidden_2"):
         assert key in payload["history"]
     model = keras.models.load_model(model_path)
-    probabilities = model.predict_on_batch(tiny_data.x_test)
+    probabilities = model.predict_on_batch(tiny_data.x_val)
     assert probabilities.shape == (50, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
-    assert np.mean(probabilities.argmax(axis=1) == tiny_data.y_test) == pytest.approx(payload["final"]["test_accuracy"])
+    assert np.mean(probabilities.argmax(axis=1) == tiny_data.y_val) == pytest.approx(payload["final"]["test_accuracy"])
 
 
 def test_cnn_option_records_the_mlp_options_as_not_applicable(tmp_path):

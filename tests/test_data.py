@@ -27,25 +27,67 @@ def test_bundled_file_is_the_shipped_one():
     assert hashlib.sha256(blob).hexdigest() == "94e2480bb2d38e772966d2564f7818de27e5e7d95984370b0cfb33e5bb4a39df"
 
 
-def test_bundled_selection_is_balanced_disjoint_and_follows_the_rule():
+def test_bundled_test_file_is_the_whole_official_test_set():
+    from importlib import resources
+
+    blob = resources.files("mnistlab").joinpath("data", "mnist-test-10k.npz").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == "3ba302235efdc3e7e4e84db9ce6a6d6cbc9dd1162d4e79dd0b6a606afc745423"
+    x, y = ml.load_full_test()
+    assert x.shape == (10_000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+    # Known facts of the official t10k files (the data README's checks).
+    assert list(y[:10]) == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert list(np.bincount(y)) == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_per_class_limits_are_the_files_smallest_classes():
+    train_counts = np.bincount(data_module.load_bundled()[1])
+    test_counts = np.bincount(data_module.load_bundled_test()[1])
+    assert train_counts.min() == data_module.BUNDLED_TRAIN_SMALLEST_CLASS
+    assert test_counts.min() == data_module.TEST_SMALLEST_CLASS
+    assert data_module.max_per_class("bundled") == 431  # 863 images of digit 5 shared by training and validation
+
+
+def test_bundled_splits_follow_the_original_rule_and_are_disjoint():
     data = ml.load_course_data(per_class=100)
-    assert data.x_train.shape == (1000, 28, 28) and data.x_train.dtype == np.uint8
-    assert data.x_test.shape == (1000, 28, 28)
-    assert np.array_equal(np.bincount(data.y_train), [100] * 10)
-    assert np.array_equal(np.bincount(data.y_test), [100] * 10)
+    for x, y in data.splits().values():
+        assert x.shape == (1000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.int64
+        assert np.array_equal(np.bincount(y), [100] * 10)
     x, y = data_module.load_bundled()
-    expected_x, expected_y = original_rule(x, y, 100)
-    assert np.array_equal(data.x_train, expected_x) and np.array_equal(data.y_train, expected_y)
-    test_x, test_y = original_rule(x, y, 100, skip=100)
-    assert np.array_equal(data.x_test, test_x) and np.array_equal(data.y_test, test_y)
+    # Independent of the library's selection: the notebook's scan over the source arrays.
+    for (split_x, split_y), skip in (((data.x_train, data.y_train), 0), ((data.x_val, data.y_val), 100)):
+        expected_x, expected_y = original_rule(x, y, 100, skip=skip)
+        assert np.array_equal(split_x, expected_x) and np.array_equal(split_y, expected_y)
+    test_x, test_y = data_module.load_bundled_test()
+    expected_x, expected_y = original_rule(test_x, test_y, 100)
+    assert np.array_equal(data.x_test, expected_x) and np.array_equal(data.y_test, expected_y)
     train_rows = {row.tobytes() for row in data.x_train}
-    assert not any(row.tobytes() in train_rows for row in data.x_test)
+    assert not any(row.tobytes() in train_rows for row in data.x_val)
 
 
-@pytest.mark.parametrize("per_class", [0, -1, 432, 10_000])
+def test_splits_are_read_only_views_of_nothing_shared():
+    data = ml.load_course_data(per_class=3)
+    data.x_train[0, 0, 0] = 7  # fancy indexing copies: the cached source stays untouched
+    assert ml.load_course_data(per_class=3).x_train[0, 0, 0] == data_module.load_bundled()[0][0, 0, 0]
+
+
+@pytest.mark.parametrize("per_class", [0, -1, 432, 10_000, 2.5, True])
 def test_per_class_out_of_range(per_class):
     with pytest.raises(ValueError, match="between 1 and 431"):
         ml.load_course_data(per_class=per_class)
+
+
+def test_config_checks_per_class_without_opening_a_data_file(monkeypatch):
+    def no_files(*args):
+        raise AssertionError("a data file was opened")
+
+    monkeypatch.setattr(data_module, "_load_packaged", no_files)
+    monkeypatch.setattr(data_module, "load_keras_splits", no_files)
+    assert ml.Config(per_class=431).per_class == 431
+    assert ml.Config(per_class=892, source="keras").per_class == 892
+    with pytest.raises(ValueError, match="between 1 and 431"):
+        ml.Config(per_class=432)
+    with pytest.raises(ValueError, match="between 1 and 892"):
+        ml.Config(per_class=893, source="keras")
 
 
 def test_unknown_source():
@@ -72,13 +114,36 @@ def test_keras_source_reads_the_cache_with_the_same_rule(fake_keras_cache):
     assert data.source == "keras"
     x, y = original_rule(fake_keras_cache["x_train"], fake_keras_cache["y_train"], 3)
     assert np.array_equal(data.x_train, x) and np.array_equal(data.y_train, y)
+    x, y = original_rule(fake_keras_cache["x_train"], fake_keras_cache["y_train"], 3, skip=3)
+    assert np.array_equal(data.x_val, x) and np.array_equal(data.y_val, y)
     x, y = original_rule(fake_keras_cache["x_test"], fake_keras_cache["y_test"], 3)
     assert np.array_equal(data.x_test, x) and np.array_equal(data.y_test, y)
+    full_x, full_y = ml.load_full_test("keras")
+    assert np.array_equal(full_x, fake_keras_cache["x_test"]) and np.array_equal(full_y, fake_keras_cache["y_test"])
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip file at all", "truncated", "missing", "bad labels"])
+def test_unreadable_keras_cache_is_one_clear_error_and_auto_falls_back(fake_keras_cache, tmp_path, content, capsys):
+    path = tmp_path / "datasets" / "mnist.npz"
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    elif content == "missing":
+        np.savez(path, x_train=fake_keras_cache["x_train"])
+    elif content == "bad labels":
+        np.savez(path, **dict(fake_keras_cache, y_test=fake_keras_cache["y_test"] + 10))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(data_module.MnistUnavailable, match=f"{path}.*delete it or use source='bundled'") as caught:
+        ml.load_course_data(per_class=2, source="keras")
+    assert "\n" not in str(caught.value)
+    assert ml.load_course_data(per_class=2, source="auto").source == "bundled"
+    assert "using bundled data" in capsys.readouterr().err
 
 
 def test_keras_source_too_small_for_request(fake_keras_cache):
-    with pytest.raises(ValueError, match="needs 7 images of digit 0"):
-        ml.load_course_data(per_class=7, source="keras")
+    # 8 training images per digit cannot give 5 training and 5 validation images each.
+    with pytest.raises(ValueError, match="needs 10 images of digit 0"):
+        ml.load_course_data(per_class=5, source="keras")
 
 
 def test_auto_prefers_keras_when_cached(fake_keras_cache, capsys):
@@ -90,10 +155,17 @@ def test_auto_falls_back_to_bundled(monkeypatch, capsys):
     def offline():
         raise OSError("no network")
 
-    monkeypatch.setattr(data_module, "load_keras_splits", offline)
+    monkeypatch.setattr(keras_datasets(), "load_data", offline)
+    monkeypatch.setenv("KERAS_HOME", "/nonexistent-keras-home")
     data = ml.load_course_data(per_class=2, source="auto")
     assert data.source == "bundled"
     assert "using bundled" in capsys.readouterr().err
+
+
+def keras_datasets():
+    import keras
+
+    return keras.datasets.mnist
 
 
 def test_one_hot():
@@ -122,5 +194,5 @@ def test_keras_source_without_cache_or_network_says_what_to_do(tmp_path, monkeyp
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(keras.datasets.mnist, "load_data", no_network)
-    with pytest.raises(RuntimeError, match="use source='bundled', or put mnist.npz at"):
+    with pytest.raises(data_module.MnistUnavailable, match="use source='bundled', or put mnist.npz at"):
         ml.load_course_data(per_class=2, source="keras")

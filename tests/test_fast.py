@@ -54,14 +54,14 @@ def test_fast_metrics_match_numpy(tiny_data):
         moved = old != 0
         change = np.mean(np.abs(new[moved] - old[moved]) / np.abs(old[moved]))
         assert result.history[f"weight_change_hidden_{k}"][-1] == pytest.approx(change, rel=1e-4)
-    probabilities = model.predict(tiny_data.x_test, verbose=0)
-    wrong = np.mean(np.argmax(probabilities, axis=1) != tiny_data.y_test)
+    probabilities = model.predict(tiny_data.x_val, verbose=0)
+    wrong = np.mean(np.argmax(probabilities, axis=1) != tiny_data.y_val)
     assert result.history["val_zero_one_error"][-1] == pytest.approx(wrong)
     assert result.final["test_accuracy"] == pytest.approx(1 - wrong)
     coefficient = ml.l2_coefficient(config.l2_lambda, tiny_data.num_train)
     penalty = coefficient * sum(np.sum(layer.kernel.numpy().astype(np.float64) ** 2)
                                 for layer in model.layers if layer.name.startswith(("hidden_", "output")))
-    cross_entropy = -np.mean(np.log(probabilities[np.arange(len(probabilities)), tiny_data.y_test]))
+    cross_entropy = -np.mean(np.log(probabilities[np.arange(len(probabilities)), tiny_data.y_val]))
     assert result.history["val_loss"][-1] == pytest.approx(cross_entropy + penalty, rel=1e-4)
     train_wrong = np.mean(np.argmax(model.predict(tiny_data.x_train, verbose=0), axis=1) != tiny_data.y_train)
     assert result.history["zero_one_error"][-1] == pytest.approx(train_wrong)
@@ -101,11 +101,11 @@ def test_fast_trained_model_saves_and_reopens(tiny_data, tmp_path):
     path = tmp_path / "model.keras"
     result.model.save(path)
     reopened = keras.models.load_model(path)
-    probabilities = reopened.predict(tiny_data.x_test, verbose=0)
-    assert probabilities.shape == (len(tiny_data.x_test), 10)
+    probabilities = reopened.predict(tiny_data.x_val, verbose=0)
+    assert probabilities.shape == (len(tiny_data.x_val), 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(probabilities, result.model.predict(tiny_data.x_test, verbose=0), rtol=1e-5)
-    assert math.isclose(np.mean(np.argmax(probabilities, axis=1) == tiny_data.y_test), result.final["test_accuracy"])
+    np.testing.assert_allclose(probabilities, result.model.predict(tiny_data.x_val, verbose=0), rtol=1e-5)
+    assert math.isclose(np.mean(np.argmax(probabilities, axis=1) == tiny_data.y_val), result.final["test_accuracy"])
 
 
 def test_cnn_fast_engine_matches_plain_fit(tiny_data):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -81,3 +83,20 @@ def test_saved_model_reopens_and_takes_raw_pixels(tiny_data, tmp_path):
     model.save(path)
     reopened = keras.models.load_model(path)
     assert np.allclose(reopened.predict_on_batch(tiny_data.x_test), model.predict_on_batch(tiny_data.x_test))
+
+
+@pytest.mark.parametrize("model_kind", ["mlp", "cnn"])
+def test_l2_on_hidden_layers_only_leaves_the_output_kernel_free(tiny_data, model_kind):
+    """The original's l2(5) sat on the hidden layers only: model.losses must charge every kernel but the output's."""
+    config = ml.Config(model=model_kind, hidden_layers=2, l2_lambda=5.0, l2_convention="keras", per_class=5)
+    everywhere = ml.build_model(config, tiny_data)
+    hidden_only = ml.build_model(dataclasses.replace(config, l2_layers="hidden"), tiny_data)
+    for model, output_charged in ((everywhere, True), (hidden_only, False)):
+        kernels = {layer.name: layer.kernel.numpy().astype(np.float64) for layer in model.layers
+                   if getattr(layer, "kernel", None) is not None}
+        expected = 5.0 * sum(np.sum(k ** 2) for name, k in kernels.items() if output_charged or name != "output")
+        penalty = sum(float(loss) for loss in model.losses)
+        assert penalty == pytest.approx(expected, rel=1e-5)
+        assert len(model.losses) == len(kernels) - (0 if output_charged else 1)
+    assert hidden_only.get_layer("output").kernel_regularizer is None
+    assert hidden_only.get_layer("hidden_1" if model_kind == "mlp" else "conv_1").kernel_regularizer is not None
