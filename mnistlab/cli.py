@@ -10,16 +10,13 @@ import sys
 import tempfile
 import time
 
-from . import config as config_module
-from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, MODELS, OPTIMIZERS, STUDY_GRID, Config
+from .config import ACTIVATIONS, INITS, L2_CONVENTIONS, L2_LAYERS, MODELS, OPTIMIZERS, STUDY_GRID, Config
 from .data import SOURCES
 from .files import atomic_path, output_kind, write_atomic
 
 DEFAULTS = Config()
 # Hyperparameters of the MLPs that the CNN's fixed architecture does not read.
 MLP_ONLY = ("hidden_layers", "units", "activation", "init")
-# Which weight matrices L2 reaches (Config.l2_layers); the fallback serves a Config without it.
-L2_LAYERS = getattr(config_module, "L2_LAYERS", ("hidden", "all"))
 
 
 class UsageError(Exception):
@@ -48,7 +45,7 @@ def _add_config_options(parser: argparse.ArgumentParser, study: bool = False) ->
                          help=f"MLP hidden activation (default: {DEFAULTS.activation})")
     options.add_argument("--l2-convention", choices=L2_CONVENTIONS, default=DEFAULTS.l2_convention,
                          help="nielsen: l2(lambda/(2n)); keras: l2(lambda) as written (default: %(default)s)")
-    options.add_argument("--l2-layers", choices=L2_LAYERS, default=getattr(DEFAULTS, "l2_layers", "all"),
+    options.add_argument("--l2-layers", choices=L2_LAYERS, default=DEFAULTS.l2_layers,
                          help="weight matrices L2 reaches: hidden = all but the output layer (the original "
                               "notebook), all = every one (Nielsen) (default: %(default)s)")
     options.add_argument("--optimizer", default=DEFAULTS.optimizer,
