@@ -183,7 +183,12 @@ def _save_model(model, path: str) -> bool:
     return False
 
 
-def _progress_callback():
+def _report_stream(args):
+    # With --json - the JSON alone goes to stdout, so that it can be piped; the report goes to stderr.
+    return sys.stderr if args.json == "-" else sys.stdout
+
+
+def _progress_callback(stream):
     import keras
 
     class EpochLine(keras.callbacks.Callback):
@@ -193,7 +198,7 @@ def _progress_callback():
             logs = logs or {}
             shown = "  ".join(f"{key} {float(logs[key]):.4f}" for key in
                               ("loss", "accuracy", "val_loss", "val_accuracy") if key in logs)
-            print(f"epoch {epoch + 1}/{self.params.get('epochs', '?')}  {shown}", flush=True)
+            print(f"epoch {epoch + 1}/{self.params.get('epochs', '?')}  {shown}", file=stream, flush=True)
 
     return EpochLine()
 
@@ -214,10 +219,11 @@ def _train(args) -> int:
     if args.json and args.save and args.json != "-" and _same_file(args.json, args.save):
         raise UsageError(f"--json and --save name the same file {args.save!r}; give two paths")
     data = _load_data(config)
-    result = _run(train, config, data, verbose=0, callbacks=None if args.quiet else [_progress_callback()])
+    report = _report_stream(args)
+    result = _run(train, config, data, verbose=0, callbacks=None if args.quiet else [_progress_callback(report)])
     described = f"hidden_layers={config.hidden_layers} " if config.model == "mlp" else ""
     print(f"{config.model} {described}lambda={config.l2_lambda}: {_accuracies(result.final)}, "
-          f"{result.seconds:.1f} s{', DIVERGED' if result.diverged else ''}", flush=True)
+          f"{result.seconds:.1f} s{', DIVERGED' if result.diverged else ''}", file=report, flush=True)
     written = True
     if args.json:
         written &= _write_json(args.json, _payload(result))
@@ -238,8 +244,9 @@ def _study(args) -> int:
     results = _run(study, base, data)
     wall = time.perf_counter() - start
     nan = float("nan")
+    report = _report_stream(args)
     print(f"{'hidden layers':>13}  {'lambda':>6}  {'train acc':>9}  {'val acc':>7}  {'test acc':>8}  "
-          f"{'seconds':>7}  diverged")
+          f"{'seconds':>7}  diverged", file=report)
     for result in results:
         c, f = result.config, result.final
 
@@ -248,10 +255,10 @@ def _study(args) -> int:
 
         print(f"{c.hidden_layers:>13}  {c.l2_lambda:>6g}  {number('train_accuracy'):>9.4f}  "
               f"{number('val_accuracy'):>7.4f}  {number('test_accuracy'):>8.4f}  {result.seconds:>7.1f}  "
-              f"{result.diverged}")
+              f"{result.diverged}", file=report)
     # Configurations train two at a time, so their seconds overlap: the wall time is the cost.
     print(f"wall time {wall:.1f} s (sum of per-configuration seconds {sum(r.seconds for r in results):.1f} s)",
-          flush=True)
+          file=report, flush=True)
     if args.json and not _write_json(args.json, [_payload(result) for result in results]):
         return 1
     return 0

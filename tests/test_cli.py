@@ -162,6 +162,15 @@ def test_json_into_a_fifo_and_save_through_a_symlink(tmp_path):
     assert os.listdir(models) == ["real.keras"]
 
 
+def test_json_dash_is_stdout_alone_and_the_report_goes_to_stderr(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["config"]["per_class"] == 5  # nothing but the JSON: it can be piped
+    assert captured.err.count("epoch ") == 2 and "test accuracy" in captured.err
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_full_disk_after_training_prints_the_results_instead(tmp_path, capsys):
     full = tmp_path / "full"  # our own /dev/full: every write fails with ENOSPC, as on a full disk
     try:
