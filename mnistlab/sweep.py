@@ -229,7 +229,7 @@ def _error_of(notebook) -> str | None:
 # watches its parent too). So a killed sweep leaves no process running.
 _PAPERMILL_CHILD = """
 import os, sys, threading, time
-parent = os.getppid()
+parent = int(os.environ.pop("MNISTLAB_SWEEP_PARENT"))  # not os.getppid(): the parent may be gone already
 
 def watch():
     while os.getppid() == parent:
@@ -313,8 +313,9 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
                 command += ["--execution-timeout", str(int(timeout))]
             # Temporary files of the run (the kernel's connection file, say) go to its scratch folder,
             # so that whatever a stopped run leaves behind goes with that folder.
+            environment = dict(os.environ, TMPDIR=scratch, MNISTLAB_SWEEP_PARENT=str(os.getpid()))
             child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL, env=dict(os.environ, TMPDIR=scratch))
+                                     stdin=subprocess.DEVNULL, env=environment)
             with _CHILDREN_LOCK:
                 _CHILDREN.add(child)
             try:
