@@ -114,6 +114,24 @@ def _load_data(config: Config):
         raise UsageError(f"cannot load the {config.source} data: {type(error).__name__}: {error}") from None
 
 
+def _check_size(config: Config) -> None:
+    """Refuse at once an MLP whose weights alone exceed the machine's memory (TensorFlow would retry
+    its allocation for seconds before failing)."""
+    if config.model != "mlp":
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not known on this system: let TensorFlow decide
+        return
+    units, layers = config.units, config.hidden_layers
+    weights = (784 * units + (layers - 1) * units * units + 10 * units) if layers else 7840
+    needed = 4 * weights  # float32, before gradients and optimiser state
+    if needed > memory:
+        raise UsageError(f"--units {units} with {layers} hidden layer(s) needs {needed / 2**30:.1f} GiB for the "
+                         f"weights alone, more than this machine's {memory / 2**30:.1f} GiB of memory; "
+                         f"use fewer --units or --hidden-layers")
+
+
 def _out_of_memory(error: BaseException) -> UsageError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if "OOM when allocating" in first:  # TensorFlow wraps the useful part in graph names
@@ -214,6 +232,7 @@ def _train(args) -> int:
     from .experiment import train
 
     config = _config_from(args)
+    _check_size(config)
     _check_writable(args.json)
     _check_writable(args.save, ".keras")
     if args.json and args.save and args.json != "-" and _same_file(args.json, args.save):
@@ -237,7 +256,7 @@ def _study(args) -> int:
 
     base = _config_from(args, model="mlp")
     for hidden_layers, l2_lambda in STUDY_GRID:  # validate every variant before the first fit
-        _config_from(args, model="mlp", hidden_layers=hidden_layers, l2_lambda=l2_lambda)
+        _check_size(_config_from(args, model="mlp", hidden_layers=hidden_layers, l2_lambda=l2_lambda))
     _check_writable(args.json)
     data = _load_data(base)
     start = time.perf_counter()

@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import resource
 import signal
 import stat
 import subprocess
@@ -225,16 +224,29 @@ def test_a_batch_larger_than_the_training_set_trains(tmp_path):
     assert len(history["loss"]) == 2 and all(value is not None for value in history["loss"])
 
 
-def test_too_many_units_is_one_line_not_a_traceback():
-    # An address-space cap keeps the test harmless even where memory is overcommitted.
-    def cap_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (24 * 2**30, 24 * 2**30))
+@pytest.mark.parametrize("arguments", [["train", "--units", "1000000000"],
+                                       ["train", "--hidden-layers", "3", "--units", "3000000"],
+                                       ["study", "--units", "1000000000"]])
+def test_a_model_larger_than_memory_is_one_line_before_anything_runs(arguments, capsys):
+    assert main([*arguments, "--per-class", "2", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB for the weights alone, more than this machine's" in err
 
-    completed = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--units", "1000000000",
-                                "--per-class", "2", "--epochs", "1"], capture_output=True, text=True,
-                               timeout=300, preexec_fn=cap_memory)
-    assert completed.returncode == 2 and completed.stderr.count("\n") == 1
-    assert completed.stderr.startswith("error: out of memory (") and "--units" in completed.stderr
+
+def test_running_out_of_memory_while_training_is_one_line(monkeypatch, capsys):
+    import tensorflow as tf
+
+    import mnistlab.experiment
+
+    def exhausted(*arguments, **keywords):
+        raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__X}} OOM when allocating "
+                                               "tensor with shape[784,5000000] and type float on /job:localhost")
+
+    monkeypatch.setattr(mnistlab.experiment, "train", exhausted)
+    assert main(["train", *TINY]) == 2
+    assert capsys.readouterr().err == (
+        "error: out of memory (OOM when allocating tensor with shape[784,5000000] and type float); use fewer "
+        "--units or --hidden-layers, or a smaller --batch-size or --per-class\n")
 
 
 @pytest.mark.parametrize("cache", [b"not a zip file at all", "truncated"])
