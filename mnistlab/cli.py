@@ -175,7 +175,7 @@ def _write_json(path: str, payload) -> bool:
     try:
         write_atomic(path, text)
         return True
-    except (OSError, ValueError) as error:
+    except OSError as error:
         print(f"error: could not write {path} ({getattr(error, 'strerror', None) or error}); "
               f"the results are printed below instead", file=sys.stderr)
         print(text, flush=True)

@@ -79,9 +79,14 @@ def atomic_path(path: str, suffix: str = ""):
     A regular file is replaced by a rename (a reader never sees it half-written, a killed writer
     leaves at most a `.tmp-*` file); through a symlink, the file it points to is replaced and the
     link stays. A character device or FIFO (e.g. /dev/null, /dev/stdout) gets the bytes written into
-    it and is never replaced. ValueError (see `output_kind`) for anything else.
+    it and is never replaced. Anything else (see `output_kind`) raises OSError, as open() would: a
+    writer's `except OSError` catches every reason its output could not be written.
     """
-    if output_kind(path) == "stream":
+    try:
+        kind = output_kind(path)
+    except ValueError as error:
+        raise OSError(str(error)) from None
+    if kind == "stream":
         with tempfile.TemporaryDirectory(prefix="mnistlab-out-") as scratch:
             temporary = os.path.join(scratch, "output" + suffix)
             yield temporary
@@ -101,7 +106,7 @@ def atomic_path(path: str, suffix: str = ""):
         os.chmod(temporary, mode)
         # Checked again just before the rename: something else may have appeared there meanwhile.
         if os.path.lexists(target) and not stat.S_ISREG(os.lstat(target).st_mode):
-            raise ValueError(f"cannot write {path!r}: it is no longer a regular file; refusing to replace it")
+            raise OSError(f"cannot write {path!r}: it is no longer a regular file; refusing to replace it")
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):

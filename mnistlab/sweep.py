@@ -598,7 +598,7 @@ def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers,
                 path = os.path.join(out, identifier + ".ipynb")
                 try:
                     write_atomic(path, outcome["notebook"])
-                except (OSError, ValueError) as error:
+                except OSError as error:
                     # Without its notebook the run counts as unfinished next time; its numbers are here.
                     unwritten.append(path)
                     say(f"mnistlab sweep: could not write {path} ({_reason(error)}); this run's row: "
@@ -606,7 +606,7 @@ def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers,
             try:
                 write_results(out, table(), parameter_names)
                 table_error = None
-            except (OSError, ValueError) as error:
+            except OSError as error:
                 if table_error is None:
                     say(f"mnistlab sweep: could not write {os.path.join(out, RESULTS_FILE)} ({_reason(error)}); "
                         f"the rows are kept and written after the next run or at the end")
@@ -625,7 +625,7 @@ def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers,
             try:
                 write_results(out, table(), parameter_names)
                 table_error = None
-            except (OSError, ValueError) as error:
+            except OSError as error:
                 table_error = error
         if table_error is not None:
             path = os.path.join(out, RESULTS_FILE)
