@@ -1,4 +1,4 @@
-"""Project tasks for a fresh machine with only Python: `python3 tasks.py book|test|study|execute`."""
+"""Project tasks for a fresh machine with only Python: `python3 tasks.py book|test|study|execute|student`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".requirements.sha256"
-USAGE = "usage: python3 tasks.py book|test|study|execute|setup"
+USAGE = "usage: python3 tasks.py book|test|study|execute|student|setup"
 
 
 def run(*command: str | Path, env: dict | None = None) -> None:
@@ -66,7 +66,7 @@ def test() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ("book", "test", "study", "execute", "setup"):
+    if len(argv) != 1 or argv[0] not in ("book", "test", "study", "execute", "student", "setup"):
         print(USAGE, file=sys.stderr)
         return 2
     os.chdir(ROOT)
@@ -82,6 +82,9 @@ def main(argv: list[str]) -> int:
         run(PYTHON, "-m", "mnistlab", "study", "--json", ROOT / "runs" / "study.json")
     elif task == "execute":
         run(PYTHON, ROOT / "tools" / "execute_book.py")
+    elif task == "student":
+        # The chapters without solutions (notebooks, MyST text, HTML) in _build/student.
+        run(PYTHON, ROOT / "tools" / "student_edition.py")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Small fixes to the book's HTML pages: .md download, no script twice, a valid colour mode, output tables."""
+"""Small fixes to the book's HTML pages: .md download, no script twice, a valid colour mode, output tables, solution titles."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ STYLE = """\
   border-bottom: 1px solid var(--pst-color-border);
 }
 .cell_output table thead th { border-bottom: 2px solid var(--pst-color-primary); }
+/* A folded solution's title links back to its exercise (sphinx-exercise); a click on that link
+   would jump instead of unfolding, and sphinx-togglebutton would throw "button is not defined".
+   Let the click reach the title, which unfolds, and show the text as part of the title. */
+div.solution > p.admonition-title a { pointer-events: none; color: inherit; text-decoration: none; }
 """
 
 
