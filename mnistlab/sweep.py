@@ -406,7 +406,8 @@ def _missing_folders(out: str) -> list[str]:
 def _prepare_folder(out: str) -> None:
     """Create `out` if needed; ValueError if it is a file or cannot be written (checked by writing)."""
     if os.path.lexists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out!r} is a file, not a folder; give a folder for the results")
+        what = "a broken symlink" if os.path.islink(out) and not os.path.exists(out) else "a file"
+        raise ValueError(f"--out {out!r} is {what}, not a folder; give a folder for the results")
     try:
         os.makedirs(out, exist_ok=True)
         handle, probe = tempfile.mkstemp(dir=out, prefix=".tmp-")
