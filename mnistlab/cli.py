@@ -52,13 +52,15 @@ def _add_config_options(parser: argparse.ArgumentParser, study: bool = False) ->
                          help=f"one of {', '.join(OPTIMIZERS)} (default: %(default)s)")
     options.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate,
                          help="eta (default: %(default)s)")
-    options.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="mini-batch size (default: %(default)s)")
+    options.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                         help="mini-batch size (default: %(default)s)")
     options.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="epochs (default: %(default)s)")
     options.add_argument("--per-class", type=int, default=DEFAULTS.per_class,
                          help="images per digit in each split (default: %(default)s)")
     options.add_argument("--init", choices=INITS, default=None,
                          help=f"MLP weight initialisation (default: {DEFAULTS.init})")
-    options.add_argument("--source", choices=SOURCES, default=DEFAULTS.source, help="data source (default: %(default)s)")
+    options.add_argument("--source", choices=SOURCES, default=DEFAULTS.source,
+                         help="data source (default: %(default)s)")
     options.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default: %(default)s)")
 
 
@@ -304,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "stdout, or a device or FIFO)")
     train_parser.add_argument("--save", metavar="PATH.keras", help="save the trained model (takes raw 0..255 pixels)")
     train_parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
-    study_parser = commands.add_parser("study", help="the six-configuration MLP study (1-3 hidden layers x lambda 0, 5)",
+    study_parser = commands.add_parser("study",
+                                       help="the six-configuration MLP study (1-3 hidden layers x lambda 0, 5)",
                                        description="1, 2, 3 hidden layers x lambda in {0, 5} with the course defaults.")
     _add_config_options(study_parser, study=True)
     study_parser.add_argument("--json", metavar="PATH", help="write the list of results (- for stdout)")

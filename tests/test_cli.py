@@ -81,7 +81,8 @@ def test_cnn_refuses_options_it_would_ignore(arguments, shown, tmp_path, capsys)
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(arguments, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--json", "out.json", *arguments] if "--json" not in arguments else ["train", *arguments]) == 2
+    command = ["train", *arguments] if "--json" in arguments else ["train", "--json", "out.json", *arguments]
+    assert main(command) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert os.listdir(tmp_path) == []
