@@ -52,7 +52,15 @@ def _import_tensorflow_quietly():
                           f"this is {version}: {_INSTALL_TENSORFLOW}")
 
 
-_import_tensorflow_quietly()
+try:
+    _import_tensorflow_quietly()
+except KeyboardInterrupt:
+    # Ctrl-C while `python -m mnistlab ...` loads TensorFlow (its module is still being located, so
+    # argv[0] is "-m"): one line and exit 130 as the command line gives later, not a traceback.
+    if sys.argv[:1] == ["-m"]:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    raise
 
 from .callbacks import EpochMetrics, zero_one_error  # noqa: E402
 from .data import CourseData, load_course_data, load_full_test, one_hot, standardisation_stats  # noqa: E402

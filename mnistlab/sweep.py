@@ -5,25 +5,35 @@ from __future__ import annotations
 import argparse
 import ast
 import concurrent.futures
-import csv
-import io
+import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import math
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from importlib import metadata
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so two sweeps into one folder are not detected
+    fcntl = None
+
+from . import sweep_report
 from .files import umask, write_atomic
+from .sweep_results import FIXED_COLUMNS, RESULTS_FILE, read_results, results_text, write_results
 
-RESULTS_FILE = "results.csv"
-SUMMARY_TABLE = "summary.csv"
-SUMMARY_FIGURE = "summary.png"
-FIXED_COLUMNS = ("seconds", "status", "error")
+LOCK_FILE = ".sweep.lock"
+SCRATCH_PREFIX = "mnistlab-sweep-"  # + the pid of the process that made it, so stale ones can be told
 TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "tuple": tuple, "dict": dict}
 
 
@@ -37,8 +47,10 @@ def notebook_parameters(notebook: str) -> dict:
     """
     import papermill  # lazy: papermill pulls in nbclient, which `import mnistlab` should not
 
-    if not os.path.isfile(notebook):
+    if not os.path.exists(notebook):
         raise ValueError(f"no such notebook: {notebook}")
+    if not os.path.isfile(notebook):
+        raise ValueError(f"{notebook} is not a file")
     if not notebook.endswith(".ipynb"):
         raise ValueError(f"{notebook} is not a .ipynb notebook (a chapter's .md has a paired .ipynb to sweep)")
     try:
@@ -161,6 +173,10 @@ def plan(grid: dict) -> list[dict]:
     ids = [run_id(parameters) for parameters in runs]
     if len(set(ids)) != len(ids):
         raise ValueError("two runs of the grid map to the same run id; use plainer parameter values")
+    longest = max(ids, key=len, default="")
+    if len((longest + ".ipynb").encode()) > 255:  # the usual limit on a file name
+        raise ValueError(f"the run id {longest[:40]}... is too long for a file name ({len(longest)} characters); "
+                         f"use shorter parameter values")
     return runs
 
 
@@ -208,6 +224,73 @@ def _error_of(notebook) -> str | None:
     return None
 
 
+# papermill's command line in a child that exits as soon as its parent (the sweep) is gone, even
+# after kill -9; the notebook's kernel, started by it, exits within a second of it (ipykernel
+# watches its parent too). So a killed sweep leaves no process running.
+_PAPERMILL_CHILD = """
+import os, sys, threading, time
+parent = int(os.environ.pop("MNISTLAB_SWEEP_PARENT"))  # not os.getppid(): the parent may be gone already
+
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+threading.Thread(target=watch, daemon=True).start()
+from papermill.cli import papermill
+papermill(prog_name="papermill")
+"""
+_CHILDREN: set = set()  # papermill processes running now, stopped by `stop_children`
+_CHILDREN_LOCK = threading.Lock()
+
+
+def stop_children(grace: float = 5.0) -> None:
+    """Terminate every papermill child of this process (then kill those still alive after `grace` s)."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for child in children:
+        with contextlib.suppress(OSError):
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                child.kill()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def clean_stale_scratch(directory: str | None = None) -> list[str]:
+    """Remove scratch folders of sweeps whose process is gone (killed with kill -9, say); returns them."""
+    directory = directory or tempfile.gettempdir()
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        match = re.fullmatch(re.escape(SCRATCH_PREFIX) + r"(\d+)-[^/]+", name)
+        path = os.path.join(directory, name)
+        try:
+            mine = os.lstat(path).st_uid == os.getuid() and os.path.isdir(path) and not os.path.islink(path)
+        except OSError:
+            continue
+        if match and mine and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeout: float | None = None) -> dict:
     """Execute one run with papermill in a child process; never raises.
 
@@ -219,16 +302,28 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
     try:
         import nbformat
 
-        with tempfile.TemporaryDirectory(prefix="mnistlab-sweep-") as scratch:
+        with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
             source = os.path.join(scratch, "input.ipynb")
             target = os.path.join(scratch, "output.ipynb")
             with open(source, "w", encoding="utf-8") as stream:
                 stream.write(notebook_text)
-            command = [sys.executable, "-m", "papermill", source, target, "-y", json.dumps(parameters),
+            command = [sys.executable, "-c", _PAPERMILL_CHILD, source, target, "-y", json.dumps(parameters),
                        "--no-progress-bar", "--cwd", cwd if cwd and os.path.isdir(cwd) else scratch]
             if timeout:
                 command += ["--execution-timeout", str(int(timeout))]
-            finished = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            # Temporary files of the run (the kernel's connection file, say) go to its scratch folder,
+            # so that whatever a stopped run leaves behind goes with that folder.
+            environment = dict(os.environ, TMPDIR=scratch, MNISTLAB_SWEEP_PARENT=str(os.getpid()))
+            child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.DEVNULL, env=environment)
+            with _CHILDREN_LOCK:
+                _CHILDREN.add(child)
+            try:
+                _, stderr = child.communicate()
+            finally:
+                with _CHILDREN_LOCK:
+                    _CHILDREN.discard(child)
+            finished = subprocess.CompletedProcess(command, child.returncode, "", stderr)
             executed = nbformat.read(target, as_version=4) if os.path.exists(target) else None
             if executed is not None:
                 outcome["notebook"] = nbformat.writes(executed)
@@ -245,41 +340,112 @@ def run_one(notebook_text: str, parameters: dict, cwd: str | None = None, timeou
     return outcome
 
 
-# ---------------------------------------------------------------- results on disk
+# ---------------------------------------------------------------- what ran
 
-def read_results(out: str) -> list[dict]:
-    """The rows of `out`/results.csv as dicts of text (empty list if there is none yet)."""
-    path = os.path.join(out, RESULTS_FILE) if os.path.isdir(out) or not out.endswith(".csv") else out
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
-
-
-def write_results(out: str, rows: list[dict], parameter_names: list[str]) -> None:
-    """All rows to `out`/results.csv atomically: run_id, parameters, glued metrics, seconds, status, error."""
-    columns = ["run_id"] + list(parameter_names)
-    extra = []
-    for row in rows:
-        for key in row:
-            if key not in columns and key not in FIXED_COLUMNS and key not in extra:
-                extra.append(key)
-    columns += sorted(extra) + list(FIXED_COLUMNS)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(os.path.join(out, RESULTS_FILE), buffer.getvalue())
+def _package_files() -> list[str]:
+    root = os.path.dirname(os.path.abspath(__file__))
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
+        found += [os.path.join(folder, name) for name in sorted(names) if not name.endswith((".pyc", ".pyo"))]
+    return found
 
 
-def _row(identifier: str, outcome: dict) -> dict:
+@functools.lru_cache(maxsize=1)
+def _environment_digest() -> str:
+    """mnistlab's files (code and data) and the versions of what the runs import."""
+    digest = hashlib.sha256()
+    for path in _package_files():
+        digest.update(os.path.relpath(path, os.path.dirname(__file__)).encode())
+        with open(path, "rb") as stream:
+            digest.update(hashlib.sha256(stream.read()).digest())
+    for name in ("mnistlab", "keras", "tensorflow", "tensorflow-cpu", "numpy", "papermill"):
+        try:
+            digest.update(f"{name}=={metadata.version(name)}".encode())
+        except metadata.PackageNotFoundError:
+            pass
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def code_version(notebook_text: str) -> str:
+    """12 hex digits naming what a run runs: the notebook's code cells (with their defaults) and
+    mnistlab's code, data and library versions. A finished run of other code is stale."""
+    notebook = json.loads(notebook_text)
+    cells = [cell.get("source", "") for cell in notebook.get("cells", []) if cell.get("cell_type") == "code"
+             and "injected-parameters" not in cell.get("metadata", {}).get("tags", [])]
+    cells = ["".join(source) if isinstance(source, list) else source for source in cells]
+    digest = hashlib.sha256(json.dumps(cells).encode())
+    digest.update(_environment_digest().encode())
+    return digest.hexdigest()[:12]
+
+
+def _row(identifier: str, outcome: dict, version: str) -> dict:
     row = {"run_id": identifier}
     row.update({name: _text(value) for name, value in outcome["parameters"].items()})
     for key, value in outcome["glued"].items():
         if key not in row and key not in FIXED_COLUMNS:
             row[key] = value
-    row.update(seconds=outcome["seconds"], status=outcome["status"], error=(outcome["error"] or "")[:500])
+    row.update(code_version=version, seconds=outcome["seconds"], status=outcome["status"],
+               error=(outcome["error"] or "")[:500])
     return row
+
+
+# ---------------------------------------------------------------- the output folder
+
+def _missing_folders(out: str) -> list[str]:
+    """The folders `os.makedirs(out)` would create, outermost first."""
+    missing = []
+    folder = os.path.abspath(out)
+    while not os.path.lexists(folder):
+        missing.insert(0, folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _prepare_folder(out: str) -> None:
+    """Create `out` if needed; ValueError if it is a file or cannot be written (checked by writing)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        what = "a broken symlink" if os.path.islink(out) and not os.path.exists(out) else "a file"
+        raise ValueError(f"--out {out!r} is {what}, not a folder; give a folder for the results")
+    try:
+        os.makedirs(out, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=out, prefix=".tmp-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"cannot write into the output folder {out!r}: {error.strerror}; "
+                         f"give another --out") from None
+
+
+@contextlib.contextmanager
+def folder_lock(out: str):
+    """Hold `out`'s lock for the duration; ValueError at once if another sweep holds it.
+
+    An advisory lock (flock) on `out`/.sweep.lock: the system releases it when its holder exits,
+    however it exits, so no stale lock is ever left behind.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(out, LOCK_FILE)
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+    except OSError as error:
+        raise ValueError(f"cannot write into the output folder {out!r}: {error.strerror}; "
+                         f"give another --out") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(handle, 32, 0).decode("ascii", "replace").strip()
+            raise ValueError(f"another sweep{f' (process {holder})' if holder.isdigit() else ''} is running "
+                             f"into {out}; wait until it finishes, or give another --out") from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 # ---------------------------------------------------------------- the sweep
@@ -292,9 +458,10 @@ def _local_runs(jobs, workers):
         try:
             for future in concurrent.futures.as_completed(futures):
                 yield futures[future], future.result()
-        except BaseException:
+        except BaseException:  # interrupted, or the consumer stopped: stop the runs, not just the queue
             for future in futures:
                 future.cancel()
+            stop_children()
             raise
 
 
@@ -333,64 +500,143 @@ def _dask_runs(jobs, client):
         client.cancel(list(futures))  # no-op for finished runs; an interrupted sweep frees the cluster
 
 
+def _reason(error: BaseException) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
 def sweep(notebook: str, grid: dict | None = None, seeds=None, out: str | None = None, workers: int = 2,
-          scheduler=None, cwd: str | None = None, timeout: float | None = None, progress: bool = True) -> dict:
+          scheduler=None, cwd: str | None = None, timeout: float | None = None, progress: bool = True,
+          rerun_stale: bool = False) -> dict:
     """Run `notebook` once per combination of `grid` (name -> values) and `seeds`; skip finished runs.
 
-    Each run's executed notebook goes to `out`/<run id>.ipynb, its glued values, seconds, status and
-    error to `out`/results.csv (rewritten atomically after every run). Runs go to local processes,
-    or to the Dask cluster `scheduler` (an address or a dask.distributed Client). `cwd` (default: the
-    notebook's folder) is where each run executes. Returns {"rows": this grid's rows in grid order,
-    "executed": run ids executed now, "skipped": run ids already finished}.
+    Each run's executed notebook goes to `out`/<run id>.ipynb, its glued values, code version,
+    seconds, status and error to `out`/results.csv (rewritten atomically after every run). Runs go
+    to local processes, or to the Dask cluster `scheduler` (an address or a dask.distributed Client).
+    `cwd` (default: the notebook's folder) is where each run executes.
+
+    Before anything runs (ValueError otherwise): `out` must be a writable folder that no other sweep
+    is writing to, its results.csv readable, and its finished runs of this grid made by the same code
+    (`code_version`), unless `rerun_stale`, which runs those again. A write that fails after a run
+    (a full disk, say) does not stop the sweep: the row is kept in memory, reported on stderr and
+    written with the next row. Returns {"rows": this grid's rows in grid order, "executed": run ids
+    executed now, "skipped": run ids already finished, "stale": run ids rerun as stale, "parameters",
+    "out", "unwritten": paths that could not be written, "table_written": whether results.csv holds
+    every row}.
     """
     checked = check_parameters(notebook, grid, seeds)
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     runs = plan(checked)
     out = out or os.path.join("runs", os.path.splitext(os.path.basename(notebook))[0])
+    if cwd is not None and scheduler is None and not os.path.isdir(cwd):  # a cluster's workers may have it
+        raise ValueError(f"cwd {cwd!r} is not a folder")
     cwd = os.path.abspath(cwd or os.path.dirname(os.path.abspath(notebook)))
     with open(notebook, encoding="utf-8") as stream:
         notebook_text = stream.read()
+    version = code_version(notebook_text)
+    created = _missing_folders(out)
+    _prepare_folder(out)
+    try:
+        with folder_lock(out):
+            clean_stale_scratch()
+            return _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers, scheduler, cwd,
+                                 timeout, progress, rerun_stale)
+    except ValueError:  # refused before anything ran: leave no folder behind that this call made
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out, LOCK_FILE))
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)  # only if empty
+        raise
 
+
+def _sweep_locked(notebook, notebook_text, version, checked, runs, out, workers, scheduler, cwd, timeout,
+                  progress, rerun_stale) -> dict:
     rows = {row["run_id"]: row for row in read_results(out)}
     identifiers = [run_id(parameters) for parameters in runs]
-    finished = [identifier for identifier in identifiers if rows.get(identifier, {}).get("status") == "ok"
-                and os.path.exists(os.path.join(out, identifier + ".ipynb"))]
+    done = [identifier for identifier in identifiers if rows.get(identifier, {}).get("status") == "ok"
+            and os.path.isfile(os.path.join(out, identifier + ".ipynb"))]
+    stale = [identifier for identifier in done if rows[identifier].get("code_version") != version]
+    if stale and not rerun_stale:
+        raise ValueError(f"{len(stale)} finished run(s) in {out} ran other code than {notebook} and mnistlab "
+                         f"are now (the notebook's code cells or defaults, or mnistlab and its libraries, "
+                         f"changed since): add --rerun-stale to run them again, or give another --out")
+    finished = [identifier for identifier in done if identifier not in stale]
     jobs = [(identifier, (notebook_text, parameters, cwd, timeout))
             for identifier, parameters in zip(identifiers, runs) if identifier not in finished]
     client, owned = connect(scheduler) if scheduler is not None and jobs else (None, False)
-    os.makedirs(out, exist_ok=True)
     umask()  # read before any run starts: reading it sets it, which races with the run threads
     parameter_names = list(checked)
     planned = set(identifiers)
-    executed = []
+    executed, unwritten = [], []
+    table_error = None
     bar = None
     if progress and jobs:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), unit="run", desc=f"sweep {os.path.basename(notebook)}")
+
+    def say(message: str) -> None:
+        if bar is not None:
+            bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def table() -> list[dict]:
+        # grid order, whatever order the runs finish in; rows of other grids in this folder follow
+        return [rows[name] for name in identifiers if name in rows] + \
+            [row for name, row in rows.items() if name not in planned]
+
+    results = (item for item in ())
     try:
         results = _dask_runs(jobs, client) if client is not None else _local_runs(jobs, workers)
         for identifier, outcome in results:
-            if outcome["notebook"] is not None:
-                write_atomic(os.path.join(out, identifier + ".ipynb"), outcome["notebook"])
-            rows[identifier] = _row(identifier, outcome)
-            # grid order, whatever order the runs finish in; rows of other grids in this folder follow
-            ordered = [rows[name] for name in identifiers if name in rows]
-            write_results(out, ordered + [row for name, row in rows.items() if name not in planned],
-                          parameter_names)
+            row = _row(identifier, outcome, version)
+            rows[identifier] = row
             executed.append(identifier)
+            if outcome["notebook"] is not None:
+                path = os.path.join(out, identifier + ".ipynb")
+                try:
+                    write_atomic(path, outcome["notebook"])
+                except OSError as error:
+                    # Without its notebook the run counts as unfinished next time; its numbers are here.
+                    unwritten.append(path)
+                    say(f"mnistlab sweep: could not write {path} ({_reason(error)}); this run's row: "
+                        f"{json.dumps(row)}")
+            try:
+                write_results(out, table(), parameter_names)
+                table_error = None
+            except OSError as error:
+                if table_error is None:
+                    say(f"mnistlab sweep: could not write {os.path.join(out, RESULTS_FILE)} ({_reason(error)}); "
+                        f"the rows are kept and written after the next run or at the end")
+                table_error = error
             if bar is not None:
                 bar.update(1)
                 if outcome["status"] != "ok":
                     bar.write(f"{identifier}: {outcome['status']}: {outcome['error']}")
     finally:
+        results.close()  # an interrupted loop stops its runs here, not when the generator is collected
         if bar is not None:
             bar.close()
         if owned:
             client.close()
+        if table_error is not None:
+            try:
+                write_results(out, table(), parameter_names)
+                table_error = None
+            except OSError as error:
+                table_error = error
+        if table_error is not None:
+            path = os.path.join(out, RESULTS_FILE)
+            unwritten.append(path)
+            say(f"mnistlab sweep: could not write {path} ({_reason(table_error)}); its content follows on "
+                f"stdout, save it as {path} before the next sweep")
+            print(results_text(table(), parameter_names), end="", flush=True)
     return {"rows": [rows[identifier] for identifier in identifiers], "executed": executed, "skipped": finished,
-            "parameters": parameter_names, "out": out}
+            "stale": stale if rerun_stale else [], "parameters": parameter_names, "out": out,
+            "unwritten": unwritten, "table_written": table_error is None}
 
 
 # ---------------------------------------------------------------- command line
@@ -400,7 +646,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m mnistlab sweep",
         description="Run a chapter notebook over a grid of parameters and seeds with papermill. Every "
                     "combination runs once into OUT/<run id>.ipynb; glued results go to OUT/results.csv. "
-                    "Rerunning the same command skips finished runs.",
+                    "Rerunning the same command skips finished runs of the same code. One sweep at a time "
+                    "writes into a folder.",
         epilog="example: python -m mnistlab sweep book/depth_l2.ipynb -p hidden_layers 1 2 3 "
                "-p l2_lambda 0 5 --seeds 0 1 2 --workers 2 --out runs/depth --summary")
     parser.add_argument("notebook", help="the chapter notebook (.ipynb) with a cell tagged 'parameters'")
@@ -416,6 +663,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary", action="store_true",
                         help="also write OUT/summary.csv and OUT/summary.png: mean and std across seeds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="run again the finished runs that ran other code (the notebook or mnistlab changed "
+                             "since); without it such a sweep stops before running anything")
     return parser
 
 
@@ -431,8 +681,35 @@ def _grid_from_arguments(pairs: list[list[str]]) -> dict:
     return grid
 
 
+class Stopped(BaseException):
+    """SIGTERM (or SIGINT) reached the sweep: it stops its runs and keeps the finished ones."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGINT raise Stopped in the main thread, so the sweep's cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mnistlab sweep ...`: 0 if every run finished, 1 if some failed, 2 on bad input."""
+    """`python -m mnistlab sweep ...`: 0 if every run finished and was written, 1 if some failed or
+    could not be written, 2 on bad input (nothing run), 128 + signal number when stopped."""
     parser = _parser()
 
     def refuse(message: str):
@@ -450,27 +727,44 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--workers must be >= 1, got {arguments.workers}")
         if arguments.timeout is not None and not (math.isfinite(arguments.timeout) and arguments.timeout > 0):
             raise ValueError(f"--timeout must be a positive number of seconds, got {arguments.timeout}")
+        if arguments.cwd is not None and arguments.scheduler is None and not os.path.isdir(arguments.cwd):
+            raise ValueError(f"--cwd {arguments.cwd!r} is not a folder")
         check_parameters(arguments.notebook, grid, arguments.seeds)  # before anything is written or run
     except ValueError as error:
         print(f"mnistlab sweep: error: {error}", file=sys.stderr)
         return 2
     try:
-        outcome = sweep(arguments.notebook, grid, arguments.seeds, arguments.out, arguments.workers,
-                        arguments.scheduler, arguments.cwd, arguments.timeout, progress=not arguments.no_progress)
-    except ValueError as error:  # an unreachable scheduler or clashing run ids: still nothing run
+        with _stop_on_signals():
+            outcome = sweep(arguments.notebook, grid, arguments.seeds, arguments.out, arguments.workers,
+                            arguments.scheduler, arguments.cwd, arguments.timeout,
+                            progress=not arguments.no_progress, rerun_stale=arguments.rerun_stale)
+    except ValueError as error:  # a busy, unwritable or unreadable folder, stale runs, no scheduler: nothing run
         print(f"mnistlab sweep: error: {error}", file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as stop:
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"mnistlab sweep: stopped by {signal.Signals(signum).name}; the runs in progress were stopped, "
+              f"finished ones are kept and the same command resumes", file=sys.stderr)
+        return 128 + signum
     rows = outcome["rows"]
     failed = [row for row in rows if row["status"] != "ok"]
-    print(f"{len(outcome['executed'])} run(s) executed, {len(outcome['skipped'])} already finished, "
-          f"{len(failed)} failed; results in {os.path.join(outcome['out'], RESULTS_FILE)}")
+    results = os.path.join(outcome["out"], RESULTS_FILE)
+    stale = f" ({len(outcome['stale'])} of them stale)" if outcome["stale"] else ""
+    unwritten = f", {len(outcome['unwritten'])} file(s) not written (see above)" if outcome["unwritten"] else ""
+    print(f"{len(outcome['executed'])} run(s) executed{stale}, {len(outcome['skipped'])} already finished, "
+          f"{len(failed)} failed{unwritten}; "
+          f"results in {results if outcome['table_written'] else 'the table printed above'}")
+    code = 1 if failed or outcome["unwritten"] else 0
     if arguments.summary:
-        from . import sweep_report
-
-        sweep_report.write_summary(outcome["out"], rows, outcome["parameters"])
-        print(f"summary in {os.path.join(outcome['out'], SUMMARY_TABLE)} and "
-              f"{os.path.join(outcome['out'], SUMMARY_FIGURE)}")
-    return 1 if failed else 0
+        try:
+            sweep_report.write_summary(outcome["out"], rows, outcome["parameters"])
+        except (OSError, ValueError) as error:
+            print(f"mnistlab sweep: summary not written: {_reason(error)} (the results are in {results})",
+                  file=sys.stderr)
+            return 1
+        print(f"summary in {os.path.join(outcome['out'], sweep_report.SUMMARY_TABLE)} and "
+              f"{os.path.join(outcome['out'], sweep_report.SUMMARY_FIGURE)}")
+    return code
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ import os
 import numpy as np
 
 from .files import atomic_path, write_atomic
-from .sweep import FIXED_COLUMNS, SUMMARY_FIGURE, SUMMARY_TABLE
+from .sweep_results import FIXED_COLUMNS
 
 SEED = "seed"
+SUMMARY_TABLE = "summary.csv"
+SUMMARY_FIGURE = "summary.png"
 
 
 def _number(value):
@@ -120,6 +122,10 @@ def write_summary(out: str, rows: list[dict], parameter_names: list[str]) -> lis
     """`out`/summary.csv (mean and std per configuration) and `out`/summary.png, both atomically."""
     import matplotlib.pyplot as plt
 
+    if not any(row.get("status", "ok") == "ok" for row in rows):
+        raise ValueError("no finished run to summarise")
+    if not metric_names(rows, parameter_names):
+        raise ValueError("the finished runs glued no numbers to summarise")
     table = summarise(rows, parameter_names)
     buffer = io.StringIO()
     if table:
