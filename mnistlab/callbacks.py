@@ -13,7 +13,8 @@ from .models import hidden_layers_of
 
 # Prefixes of the three splits in `logs` and History, as Keras names its validation keys.
 SPLITS = {"train": "", "val": "val_", "test": "test_"}
-# Images per forward pass when measuring: bounds the memory of a CNN on a large set.
+# Images whose cross-entropies are summed together; the C0 of a larger set adds these sums in order.
+# It fixes the rounding of every C0 the course reports: keep it.
 CHUNK = 1000
 
 
@@ -31,18 +32,28 @@ def _wrong(y_onehot, probabilities):
     return tf.reduce_sum(tf.cast(tf.logical_or(missed, broken), tf.int32))
 
 
-def split_sums(model, images, y_onehot):
-    """Wrong predictions and mean cross-entropy C0 of `model` on a whole set, a chunk at a time (inference mode).
+def split_sums(model, images, y_onehot, pass_size: int = CHUNK):
+    """Wrong predictions and mean cross-entropy C0 of `model` on a whole set (inference mode).
 
-    Call it inside a tf.function: Keras' loss then works from the softmax's logits, as `fit` does.
+    Forward passes of `pass_size` images are independent, so TensorFlow can run several at
+    once on different cores. The cross-entropies are summed per `CHUNK` images whatever
+    `pass_size` is, and an image's probabilities do not depend on the pass it is in (checked
+    for the course's models with passes of 2 to 1,000 images; one-image passes use other
+    kernels, which round differently), so `pass_size` changes no bit of the results. Call it
+    inside a tf.function: Keras' loss then works from the softmax's logits, as `fit` does.
     """
     count = images.shape[0]
     wrong, cross_entropy = tf.constant(0), tf.constant(0.0)
     for start in range(0, count, CHUNK):
-        probabilities = model(images[start:start + CHUNK], training=False)
-        targets = y_onehot[start:start + CHUNK]
-        wrong += _wrong(targets, probabilities)
-        cross_entropy += tf.reduce_sum(keras.losses.categorical_crossentropy(targets, probabilities))
+        stop = min(start + CHUNK, count)
+        losses = []
+        for begin in range(start, stop, pass_size):
+            end = min(begin + pass_size, stop)
+            probabilities = model(images[begin:end], training=False)
+            targets = y_onehot[begin:end]
+            wrong += _wrong(targets, probabilities)
+            losses.append(keras.losses.categorical_crossentropy(targets, probabilities))
+        cross_entropy += tf.reduce_sum(losses[0] if len(losses) == 1 else tf.concat(losses, axis=0))
     # Summed, then divided, as Keras' mean-over-batch reduction does.
     return wrong, cross_entropy / count
 
@@ -72,36 +83,54 @@ class EpochMetrics(keras.callbacks.Callback):
     measured on the whole set, since no mini-batch has run). A NaN or infinite training loss
     stops training after the epoch (as Keras' TerminateOnNaN, silently) and sets `diverged`.
     Labels are integers 0..9; the model maps images to class probabilities.
+
+    `pass_size`: images per forward pass of the validation and test splits (and of the training
+    split, for a model without hidden Dense layers); see `split_sums`. The measurement is
+    compiled once per model: a second `fit` of the same model reuses it.
     """
 
-    def __init__(self, train: tuple, val: tuple | None = None, test: tuple | None = None):
+    def __init__(self, train: tuple, val: tuple | None = None, test: tuple | None = None, pass_size: int = CHUNK):
         super().__init__()
         given = {"train": train, "val": val, "test": test}  # (images, integer labels) each
         self.splits = {name: pair for name, pair in given.items() if pair is not None}
+        if isinstance(pass_size, bool) or not isinstance(pass_size, (int, np.integer)) or pass_size < 1:
+            raise ValueError(f"pass_size must be a whole number >= 1, got {pass_size!r}")
+        self.pass_size = int(pass_size)  # images per forward pass (see split_sums)
         self.initial: dict[str, float] = {}
         self.diverged = False
         self.diverged_epoch: int | None = None
         self._measure = None
+        self._measured_model = None
 
     def on_train_begin(self, logs=None):
         self.diverged, self.diverged_epoch = False, None
         if "train" not in self.splits:
             raise ValueError("EpochMetrics needs the training split")
+        if self._measure is None or self._measured_model is not self.model:
+            self._compile_measurement()
+        else:
+            # The same model trained again (ml.train with model=): the compiled measurement still
+            # holds; the kernels' reference point is their value now.
+            for kernel, previous in zip(self._kernels, self._previous):
+                previous.assign(kernel.value)
+        values = self._values(self._measure())
+        # No epoch has passed: no change yet, and the training loss and accuracy are the whole set's.
+        self.initial = {key: value for key, value in values.items()
+                        if not key.startswith(("weight_change_", "norm_change_"))}
+
+    def _compile_measurement(self):
         self._tensors = {}
         for name, (images, labels) in self.splits.items():
-            images = np.asarray(images)
-            images = images if images.dtype == np.uint8 else images.astype(np.float32)
-            self._tensors[name] = (tf.constant(images), tf.constant(one_hot(labels)))
+            # float32 once here (exact for uint8 pixels), not a cast in every measurement.
+            self._tensors[name] = (tf.constant(np.asarray(images, dtype=np.float32)), tf.constant(one_hot(labels)))
         hidden = hidden_layers_of(self.model)
         self._kernels = [layer.kernel for layer in hidden]
         self._biases = [layer.bias for layer in hidden]
         # The kernels as they were at the last measurement, kept outside the model.
         self._previous = [tf.Variable(tf.identity(kernel.value), trainable=False) for kernel in self._kernels]
+        self._keys = []  # what each entry of the measured vector is, filled in while tracing
         self._measure = tf.function(self._measure_all, autograph=False)
-        values = self._values(self._measure())
-        # No epoch has passed: no change yet, and the training loss and accuracy are the whole set's.
-        self.initial = {key: value for key, value in values.items()
-                        if not key.startswith(("weight_change_", "norm_change_"))}
+        self._measured_model = self.model
 
     def on_epoch_end(self, epoch, logs=None):
         values = self._values(self._measure())
@@ -114,16 +143,12 @@ class EpochMetrics(keras.callbacks.Callback):
                 self.diverged_epoch = epoch
                 self.model.stop_training = True
 
-    @staticmethod
-    def _summary(wrong, cross_entropy, penalties):
-        # As Keras' compute_loss adds them: the data loss and each penalty, summed at once.
-        return {"wrong": wrong, "cross_entropy": cross_entropy,
-                "loss": tf.reduce_sum(tf.stack([cross_entropy] + penalties))}
-
     def _measure_all(self):
+        """Every value, as one float64 vector (one transfer to Python); `self._keys` names the entries."""
         penalties = [tf.cast(tf.reduce_sum(loss), tf.float32) for loss in self.model.losses]
-        splits, speeds = {}, []
+        measured = {"penalty": None}  # listed first, computed last
         for name, (images, y_onehot) in self._tensors.items():
+            prefix = SPLITS[name]
             if name == "train" and self._biases:
                 # Nielsen's speed: the bias gradient of C0 on the whole training set, from the same pass
                 # (an MLP, whose whole-set pass is small).
@@ -135,37 +160,45 @@ class EpochMetrics(keras.callbacks.Callback):
                     cross_entropy = (tf.reduce_sum(keras.losses.categorical_crossentropy(y_onehot, probabilities))
                                      / images.shape[0])
                 gradients = tape.gradient(cross_entropy, [bias.value for bias in self._biases])
-                speeds = [tf.norm(gradient) for gradient in gradients]
-                splits[name] = self._summary(_wrong(y_onehot, probabilities), cross_entropy, penalties)
+                for k, gradient in enumerate(gradients, start=1):
+                    measured[f"speed_hidden_{k}"] = tf.norm(gradient)
+                wrong = _wrong(y_onehot, probabilities)
             else:
-                wrong, cross_entropy = split_sums(self.model, images, y_onehot)
-                splits[name] = self._summary(wrong, cross_entropy, penalties)
-        changes, norm_changes = [], []
-        for kernel, previous in zip(self._kernels, self._previous):
+                wrong, cross_entropy = split_sums(self.model, images, y_onehot, self.pass_size)
+            measured[f"{prefix}wrong"] = wrong
+            measured[f"{prefix}cross_entropy"] = cross_entropy
+            # As Keras' compute_loss adds them: the data loss and each penalty, summed at once.
+            measured[f"{prefix}loss"] = tf.reduce_sum(tf.stack([cross_entropy] + penalties))
+        for k, (kernel, previous) in enumerate(zip(self._kernels, self._previous), start=1):
             new, old = kernel.value, previous.value()
             moved = tf.cast(old != 0, tf.float32)
             relative = tf.abs(new - old) / tf.where(old != 0, tf.abs(old), 1.0)
-            changes.append(tf.reduce_sum(relative * moved) / tf.maximum(tf.reduce_sum(moved), 1.0))
+            measured[f"weight_change_hidden_{k}"] = (tf.reduce_sum(relative * moved)
+                                                     / tf.maximum(tf.reduce_sum(moved), 1.0))
             size = tf.norm(old)
-            norm_changes.append(tf.where(size > 0, tf.norm(new - old) / tf.where(size > 0, size, 1.0), 0.0))
+            measured[f"norm_change_hidden_{k}"] = tf.where(size > 0, tf.norm(new - old) / tf.where(size > 0, size, 1.0),
+                                                           0.0)
             previous.assign(new)
-        penalty = tf.add_n(penalties) if penalties else tf.constant(0.0)
-        return {"penalty": penalty, "splits": splits, "speeds": speeds, "changes": changes,
-                "norm_changes": norm_changes}
+        # One reduction, as Keras sums its losses: Grappler re-associated an add_n of the CNN's five
+        # penalties differently from one process to the next (1 ulp apart).
+        measured["penalty"] = tf.reduce_sum(tf.stack(penalties)) if penalties else tf.constant(0.0)
+        self._keys = list(measured)
+        # float64 holds every float32 value and every count exactly.
+        return tf.stack([tf.cast(value, tf.float64) for value in measured.values()])
 
     def _values(self, measured) -> dict:
-        values = {"penalty": float(measured["penalty"])}
-        for name, split in measured["splits"].items():
+        measured = dict(zip(self._keys, measured.numpy().tolist()))
+        values = {"penalty": measured["penalty"]}
+        for name in self._tensors:
             prefix, count = SPLITS[name], int(self._tensors[name][0].shape[0])
-            wrong = int(split["wrong"])
+            wrong = int(measured[f"{prefix}wrong"])
             values[f"{prefix}zero_one_error"] = wrong / count
-            values[f"{prefix}cross_entropy"] = float(split["cross_entropy"])
-            values[f"{prefix}loss"] = float(split["loss"])
+            values[f"{prefix}cross_entropy"] = measured[f"{prefix}cross_entropy"]
+            values[f"{prefix}loss"] = measured[f"{prefix}loss"]
             # Keras' accuracy metric divides in float32.
             values[f"{prefix}accuracy"] = float((np.float32(count) - np.float32(wrong)) / np.float32(count))
-        for k, speed in enumerate(measured["speeds"], start=1):
-            values[f"speed_hidden_{k}"] = float(speed)
-        for k, (change, norm_change) in enumerate(zip(measured["changes"], measured["norm_changes"]), start=1):
-            values[f"weight_change_hidden_{k}"] = float(change)
-            values[f"norm_change_hidden_{k}"] = float(norm_change)
+        values.update({key: value for key, value in measured.items() if key.startswith("speed_hidden_")})
+        for k in range(1, len(self._kernels) + 1):
+            values[f"weight_change_hidden_{k}"] = measured[f"weight_change_hidden_{k}"]
+            values[f"norm_change_hidden_{k}"] = measured[f"norm_change_hidden_{k}"]
         return values

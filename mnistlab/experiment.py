@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import random
 import time
 
 import keras
@@ -65,12 +66,7 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
     Compiled to run a whole epoch of mini-batch steps per call (`steps_per_execution`),
     without XLA (`jit_compile_pays`).
     """
-    l2 = l2_coefficient(config.l2_lambda, len(data.y_train), config.l2_convention)
-    if config.model == "mlp":
-        model = build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
-                          config.seed, config.l2_layers)
-    else:
-        model = build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
+    model = _architecture(config, data)
     # The metric as an object, so its variables exist before `fit` traces its step: a variable
     # created while tracing makes TensorFlow trace the step twice.
     model.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
@@ -78,6 +74,15 @@ def build_model(config: Config, data: CourseData) -> keras.Model:
                   steps_per_execution=steps_per_epoch(len(data.y_train), config.batch_size),
                   jit_compile=jit_compile_pays(config))
     return model
+
+
+def _architecture(config: Config, data: CourseData) -> keras.Model:
+    # The uncompiled model with `config`'s initial weights (every initializer has its own seed).
+    l2 = l2_coefficient(config.l2_lambda, len(data.y_train), config.l2_convention)
+    if config.model == "mlp":
+        return build_mlp(data.x_train, config.hidden_layers, config.units, config.activation, l2, config.init,
+                         config.seed, config.l2_layers)
+    return build_cnn(data.x_train, l2, config.seed, l2_layers=config.l2_layers)
 
 
 def jit_compile_pays(config: Config) -> bool:
@@ -182,27 +187,93 @@ def _finite(value):
     return value
 
 
+# Config fields in which a run may differ from the earlier run whose model it trains again (model=):
+# neither changes the model or what Keras compiled for it.
+RETRAINABLE = ("seed", "epochs")
+
+
+@dataclasses.dataclass(eq=False)
+class _Trained:
+    """What `train(..., model=)` needs to train a model of an earlier run again (kept on the model)."""
+
+    config: Config
+    data: CourseData
+    metrics: EpochMetrics
+
+
+def _same_data(first, second) -> bool:
+    return first is second or all(np.array_equal(getattr(first, f"{axis}_{split}"), getattr(second, f"{axis}_{split}"))
+                                  for split in SPLITS for axis in ("x", "y"))
+
+
+def _reset(model: keras.Model, config: Config, data: CourseData) -> EpochMetrics:
+    """Put `model` (trained by an earlier `train`) back in the state a fresh `build_model(config, data)` has.
+
+    Every variable (weights, dropout and augmentation seeds) takes the value of a freshly built
+    model, and the optimizer's (step count, momenta) that of a fresh optimizer; what Keras
+    compiled for the model stays. Returns the earlier run's EpochMetrics, compiled for the model.
+    """
+    trained = getattr(model, "_mnistlab_trained", None)
+    if not isinstance(trained, _Trained):
+        raise ValueError("model= takes the model of an earlier ml.train (its Result.model)")
+    differences = [field.name for field in dataclasses.fields(Config)
+                   if field.name not in RETRAINABLE and getattr(trained.config, field.name) != getattr(config, field.name)]
+    if differences:
+        raise ValueError(f"model= was trained with another {', '.join(differences)}; only "
+                         f"{' and '.join(RETRAINABLE)} may differ (leave model= out to build a new model)")
+    if not _same_data(trained.data, data):
+        raise ValueError(f"model= was trained on other data; only {' and '.join(RETRAINABLE)} may differ (leave "
+                         "model= out to build a new model)")
+    # set_seed without TensorFlow's global seed: setting that clears TensorFlow's caches, and with
+    # them the compiled step and measurement this model brings (about 0.2 s to build again). Nothing
+    # ml.train runs draws from it (every random op has a seed of its own), nor from Keras' global
+    # generator; Python's and NumPy's are seeded for the user's callbacks, as set_seed does.
+    tf.config.experimental.enable_op_determinism()
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    fresh = _architecture(config, data)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    optimizer.build(fresh.trainable_variables)
+    for old, new in itertools.chain(zip(model.variables, fresh.variables),
+                                    zip(model.optimizer.variables, optimizer.variables)):
+        if tuple(old.shape) != tuple(new.shape):  # the checks above make this impossible
+            raise RuntimeError(f"cannot reset {old.path}: shape {old.shape} against {new.shape}")
+        old.assign(new)
+    return trained.metrics
+
+
 def train(config: Config = Config(), data: CourseData | None = None, verbose: int = 0,
-          callbacks: list | None = None) -> Result:
+          callbacks: list | None = None, model: keras.Model | None = None) -> Result:
     """Train once with `config` through Keras' `fit`; every per-epoch metric comes from this one pass.
 
     The model from `build_model` runs one epoch of mini-batch steps per compiled call and
     visits the training rows in the seeded orders of `epoch_orders`; `EpochMetrics` measures
     every split at initialisation and after each epoch. Your `callbacks` run after it, as in
     any `fit`: they see its keys in `logs`, and keys they add land in the history.
+
+    `model`: the `Result.model` of an earlier `train` whose config differs from `config` in the
+    seed or the number of epochs alone (`RETRAINABLE`), on the same data. That model is reset to `config`'s initial weights and a fresh
+    optimizer state and trained again, so that Keras' compiled step and the metrics' compiled
+    measurement are reused instead of traced anew (about half a second per MLP run). The
+    results are the same bits as without `model=`; the earlier Result's model is this run's
+    model from then on.
     """
     if data is None:
         data = load_course_data(config.per_class, config.source)
     check_data(data)
     start = time.perf_counter()
-    set_seed(config.seed)
-    model = build_model(config, data)
-    metrics = EpochMetrics((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test))
+    if model is None:
+        set_seed(config.seed)
+        model = build_model(config, data)
+        metrics = EpochMetrics((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test))
+    else:
+        metrics = _reset(model, config, data)
     fitted = model.fit(shuffled_batches(data.x_train, data.y_train, config.batch_size, config.seed),
                        epochs=config.epochs, steps_per_epoch=steps_per_epoch(len(data.y_train), config.batch_size),
                        shuffle=False,  # the dataset is already in the seeded order
                        verbose=verbose, callbacks=[metrics] + list(callbacks or []))
     seconds = time.perf_counter() - start
+    model._mnistlab_trained = _Trained(config, data, metrics)
     history = {key: [_finite(v) for v in values] for key, values in fitted.history.items()}
     initial = {key: _finite(value) for key, value in metrics.initial.items()}
     final = dict(initial)
@@ -232,7 +303,8 @@ def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
 
     `grid` maps Config field names to lists of values. Rows are shaped like a sweep's
     results.csv: the parameters, the seed, the chosen `Result.final` metrics, seconds,
-    status ("ok" or "diverged") and error. No kernel start per run, so it fits a book page.
+    status ("ok" or "diverged") and error. No kernel start per run, so it fits a book page; the
+    seeds of one combination train one model again (`train`'s `model=`), compiled and traced once.
     """
     unknown = sorted(set(grid) - {field.name for field in dataclasses.fields(Config)})
     if unknown:
@@ -242,9 +314,13 @@ def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
     names = list(grid)
     combinations = [dict(zip(names + ["seed"], values))
                     for values in itertools.product(*(grid[name] for name in names), seeds)]
-    rows = []
+    rows, model, previous = [], None, None
     for changes in combinations:
-        result = train(dataclasses.replace(base, **changes), data)
+        config = dataclasses.replace(base, **changes)
+        # Runs that differ in the seed alone (the seeds are the innermost loop) train one model again.
+        reuse = previous is not None and dataclasses.replace(previous, seed=config.seed, epochs=config.epochs) == config
+        result = train(config, data, model=model if reuse else None)
+        model, previous = result.model, config
         row = dict(changes)
         row.update({metric: result.final.get(metric) for metric in metrics})
         row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")

@@ -167,3 +167,63 @@ def test_cnn_metrics_without_layer_keys(tiny_data):
     coefficient = ml.l2_coefficient(1.0, tiny_data.num_train)
     assert result.history["penalty"][0] == pytest.approx(coefficient * sum(np.sum(k ** 2) for k in kernels), rel=1e-5)
     assert dataclasses.asdict(result.config) == dataclasses.asdict(config)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_pass_size_changes_not_a_bit(tiny_data, kind):
+    """Smaller forward passes (run side by side on the cores) give the same bits as one pass per set."""
+    ml.set_seed(0)
+    model = ml.build_model(ml.Config(model=kind, per_class=5, hidden_layers=2, l2_lambda=1.0), tiny_data)
+    measured = []
+    for pass_size in (1000, 50, 7, 2):  # (one-image passes use other kernels, which round differently)
+        metrics = ml.EpochMetrics((tiny_data.x_train, tiny_data.y_train), (tiny_data.x_val, tiny_data.y_val),
+                                  (tiny_data.x_test, tiny_data.y_test), pass_size=pass_size)
+        metrics.set_model(model)
+        metrics.on_train_begin()
+        measured.append(metrics.initial)
+    assert all(values == measured[0] for values in measured)
+    with pytest.raises(ValueError, match="pass_size"):
+        ml.EpochMetrics((tiny_data.x_train, tiny_data.y_train), pass_size=0)
+
+
+def test_split_sums_add_per_chunk_as_before(tiny_data, monkeypatch):
+    """C0 of a set larger than a chunk: per-chunk sums added in order, whatever the pass size."""
+    import tensorflow as tf
+
+    from mnistlab import callbacks
+
+    monkeypatch.setattr(callbacks, "CHUNK", 20)  # 50 images: chunks of 20, 20 and 10
+    model = ml.build_mlp(tiny_data.x_train, 1)
+    pixels, targets = tf.constant(tiny_data.x_val.astype(np.float32)), tf.constant(ml.one_hot(tiny_data.y_val))
+    results = [tf.function(lambda size=size: callbacks.split_sums(model, pixels, targets, size), autograph=False)()
+               for size in (20, 6, 2)]
+    assert all(int(wrong) == int(results[0][0]) and float(ce) == float(results[0][1]) for wrong, ce in results)
+    by_chunk = tf.constant(0.0)
+    for start in (0, 20, 40):
+        part = model(pixels[start:start + 20], training=False)
+        by_chunk += tf.reduce_sum(keras.losses.categorical_crossentropy(targets[start:start + 20], part))
+    probabilities = model.predict_on_batch(tiny_data.x_val).astype(np.float64)
+    assert float(results[0][1]) == pytest.approx(-np.mean(np.log(probabilities[np.arange(50), tiny_data.y_val])),
+                                                 rel=1e-5)
+    assert int(results[0][0]) == round(ml.zero_one_error(probabilities, tiny_data.y_val) * 50)
+
+
+def test_a_second_fit_of_the_same_model_reuses_the_measurement(tiny_data):
+    ml.set_seed(0)
+    model = ml.build_model(ml.Config(per_class=5, hidden_layers=2), tiny_data)
+    metrics = metrics_for(tiny_data)
+    plain_fit(model, tiny_data, [metrics], epochs=1)
+    measure = metrics._measure
+    fresh = metrics_for(tiny_data)
+    fresh.set_model(model)
+    fresh.on_train_begin()  # the weights after the first fit, measured by a new callback
+    snapshots = Snapshots()
+    history = plain_fit(model, tiny_data, [metrics, snapshots], epochs=1).history
+    assert metrics._measure is measure  # not traced again
+    assert metrics.initial == fresh.initial
+    # The weight changes count from the start of this fit, not of the first.
+    expected = mlp_metrics(model, tiny_data, snapshots.weights[1], snapshots.weights[0])
+    assert_matches({key: values[0] for key, values in history.items()}, expected, "second fit")
+    other = ml.build_model(ml.Config(per_class=5, hidden_layers=2, seed=1), tiny_data)
+    plain_fit(other, tiny_data, [metrics], epochs=1)
+    assert metrics._measure is not measure  # another model: compiled for it

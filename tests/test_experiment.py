@@ -345,3 +345,72 @@ def test_import_sets_one_thread_per_op_unless_the_user_chose(given, expected):
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == expected
+
+
+def _state(model) -> list:
+    """Every variable of the model (weights, seed states) and of its optimizer (step, slots), as arrays."""
+    return [variable.numpy() for variable in model.variables + model.optimizer.variables]
+
+
+@pytest.mark.parametrize("changes", [
+    dict(hidden_layers=2, l2_lambda=5.0),
+    dict(hidden_layers=1, optimizer="adam", learning_rate=0.01, init="nielsen", batch_size=15),
+    dict(model="cnn", optimizer="momentum", learning_rate=0.01, l2_lambda=1.0),
+], ids=["sgd-l2", "adam-partial-batch", "cnn-momentum"])
+def test_training_a_model_again_equals_a_fresh_run(tiny_data, changes):
+    base = dataclasses.replace(TINY, **changes)
+    first = ml.train(base, tiny_data)
+    again = ml.train(dataclasses.replace(base, seed=1, epochs=3), tiny_data, model=first.model)
+    fresh = ml.train(dataclasses.replace(base, seed=1, epochs=3), tiny_data)
+    assert again.model is first.model and fresh.model is not first.model
+    assert again.history == fresh.history and again.initial == fresh.initial and again.final == fresh.final
+    assert again.diverged == fresh.diverged
+    for reused, built in zip(_state(again.model), _state(fresh.model), strict=True):
+        assert np.array_equal(reused, built)
+    back = ml.train(base, tiny_data, model=first.model)  # and back to the first seed
+    assert back.history == first.history and back.initial == first.initial
+
+
+def test_training_again_after_divergence_starts_afresh(tiny_data):
+    config = dataclasses.replace(TINY, activation="relu", learning_rate=1e8, epochs=4)
+    diverged = ml.train(config, tiny_data)
+    assert diverged.diverged
+    healthy = dataclasses.replace(config, learning_rate=0.1)
+    with pytest.raises(ValueError, match="another learning_rate"):
+        ml.train(healthy, tiny_data, model=diverged.model)
+    again = ml.train(dataclasses.replace(config, seed=3), tiny_data, model=diverged.model)
+    assert again.history == ml.train(dataclasses.replace(config, seed=3), tiny_data).history
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(hidden_layers=3), "another hidden_layers; only seed and epochs may differ"),
+    (dict(l2_lambda=1.0, batch_size=5), "another l2_lambda, batch_size"),
+])
+def test_training_again_refuses_another_config(tiny_data, change, message):
+    first = ml.train(TINY, tiny_data)
+    with pytest.raises(ValueError, match=message):
+        ml.train(dataclasses.replace(TINY, **change), tiny_data, model=first.model)
+
+
+def test_training_again_refuses_other_data_and_foreign_models(tiny_data):
+    first = ml.train(TINY, tiny_data)
+    other = dataclasses.replace(tiny_data, x_test=tiny_data.x_test[::-1].copy())
+    with pytest.raises(ValueError, match="trained on other data"):
+        ml.train(TINY, other, model=first.model)
+    equal_copy = dataclasses.replace(tiny_data, x_train=tiny_data.x_train.copy())
+    assert ml.train(TINY, equal_copy, model=first.model).history == first.history
+    with pytest.raises(ValueError, match="earlier ml.train"):
+        ml.train(TINY, tiny_data, model=ml.build_model(TINY, tiny_data))
+
+
+def test_train_grid_builds_one_model_per_combination(tiny_data, monkeypatch):
+    built = []
+    original = experiment.build_model
+    monkeypatch.setattr(experiment, "build_model", lambda config, data: built.append(config) or original(config, data))
+    base = ml.Config(epochs=1, per_class=5)
+    rows = ml.train_grid(base, {"l2_lambda": [0.0, 5.0]}, [0, 1, 2], tiny_data)
+    assert [(config.l2_lambda, config.seed) for config in built] == [(0.0, 0), (5.0, 0)]
+    for row in rows:
+        alone = ml.train(dataclasses.replace(base, l2_lambda=row["l2_lambda"], seed=row["seed"]), tiny_data)
+        assert (row["val_accuracy"], row["test_accuracy"], row["train_accuracy"]) == tuple(
+            alone.final[key] for key in ("val_accuracy", "test_accuracy", "train_accuracy"))

@@ -1,13 +1,17 @@
 """Refresh every chapter's stored outputs: .md -> .ipynb inputs, papermill in place, pair synced again.
 
-Usage: python tools/execute_book.py [CHAPTER ...]   (slugs such as `likelihood`, or book/<slug>.md/.ipynb;
-default: every chapter of _toc.yml in order). Prints each chapter's execution time; exits 1 with one
-line on the first failure.
+Usage: python tools/execute_book.py [--jobs N] [CHAPTER ...]   (slugs such as `likelihood`, or
+book/<slug>.md/.ipynb; default: every chapter of _toc.yml). Chapters run N at a time (default 2), each
+in a process of its own, in _toc.yml order; a chapter that quotes another's stored outputs
+(`other.ipynb::` in its text, as the summary does) starts when that one has finished. Prints each
+chapter's execution time as it finishes and the wall time of the whole; exits 1 with one line per
+failure (chapters already running finish, none starts after a failure).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 KERNEL = "python3"
+# Chapters at a time: MEASURE-ME (benchmarks/README.md).
+JOBS = 2
 
 
 def toc_docnames(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -110,9 +116,76 @@ def execute_chapter(slug: str) -> float:
     return seconds
 
 
+def chapters_quoted(slug: str, among) -> set[str]:
+    """The chapters among `among` whose stored outputs `slug`'s text quotes (`other.ipynb::key`)."""
+    source = BOOK / f"{slug}.md"
+    text = source.read_text() if source.exists() else ""
+    return {name for name in re.findall(r"(\w+)\.ipynb::", text) if name in among and name != slug}
+
+
+def _failure(slug: str, error: BaseException) -> str:
+    detail = " ".join(str(error).split())[:300] or type(error).__name__
+    if type(error).__name__ == "PapermillExecutionError":
+        detail = f"{error.ename}: {' '.join(str(error.evalue).split())[:300]}"
+    return f"execute_book: {slug} failed: {detail}"
+
+
+def run_one(slug: str) -> int:
+    """Execute one chapter in this process; prints its seconds (the line the parent reads) or one failure line."""
+    try:
+        seconds = execute_chapter(slug)
+    except Exception as error:  # one line per failure, not a traceback
+        print(_failure(slug, error), file=sys.stderr, flush=True)
+        return 1
+    print(f"{seconds:.3f}", flush=True)
+    return 0
+
+
+def run_all(slugs: list[str], jobs: int) -> int:
+    """Every chapter in a process of its own, `jobs` at a time, each after the chapters it quotes."""
+    waiting = {slug: chapters_quoted(slug, slugs) for slug in slugs}
+    running: dict[str, subprocess.Popen] = {}
+    done, failed, total = set(), [], 0.0
+    start = time.perf_counter()
+    while waiting or running:
+        if not failed:
+            for slug in [slug for slug, needs in waiting.items() if needs <= done][:max(0, jobs - len(running))]:
+                del waiting[slug]
+                running[slug] = subprocess.Popen([sys.executable, __file__, "--one", slug], cwd=ROOT,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        elif not running:
+            break
+        if not running:  # only chapters whose quoted chapters failed or were not run are left
+            failed.append(f"execute_book: cannot run {', '.join(waiting)}: the chapters they quote did not finish")
+            break
+        time.sleep(0.2)
+        for slug, process in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[slug]
+            out, err = process.communicate()
+            if process.returncode == 0:
+                seconds = float(out.strip().splitlines()[-1])
+                total += seconds
+                done.add(slug)
+                print(f"{slug:<16} {seconds:6.1f} s", flush=True)
+            else:
+                lines = [line for line in err.strip().splitlines() if line.startswith("execute_book:")]
+                failed.append(lines[-1] if lines else f"execute_book: {slug} failed (exit code {process.returncode})")
+    for line in failed:
+        print(line, file=sys.stderr)
+    if failed:
+        return 1
+    wall = time.perf_counter() - start
+    print(f"{'total':<16} {wall:6.1f} s wall, {jobs} at a time (the chapters' own times add up to {total:.1f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("chapters", nargs="*", help="chapter slugs or paths (default: all of _toc.yml)")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"chapters executed at a time (default {JOBS})")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a worker: one chapter, here
     arguments = parser.parse_args(argv)
     known = toc_chapters()
     slugs = [slug_of(argument) for argument in arguments.chapters] or known
@@ -121,20 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execute_book: not in _toc.yml: {', '.join(unknown)} (chapters: {', '.join(known)})",
               file=sys.stderr)
         return 2
-    total = 0.0
-    for slug in slugs:
-        try:
-            seconds = execute_chapter(slug)
-        except Exception as error:  # one line per failure, not a traceback
-            detail = " ".join(str(error).split())[:300] or type(error).__name__
-            if type(error).__name__ == "PapermillExecutionError":
-                detail = f"{error.ename}: {' '.join(str(error.evalue).split())[:300]}"
-            print(f"execute_book: {slug} failed: {detail}", file=sys.stderr)
-            return 1
-        total += seconds
-        print(f"{slug:<16} {seconds:6.1f} s", flush=True)
-    print(f"{'total':<16} {total:6.1f} s")
-    return 0
+    if arguments.jobs < 1:
+        print(f"execute_book: --jobs must be >= 1, got {arguments.jobs}", file=sys.stderr)
+        return 2
+    if arguments.one:
+        return run_one(slugs[0])
+    slugs = list(dict.fromkeys(slugs))  # once each, in the order given
+    return run_all(slugs, arguments.jobs)
 
 
 if __name__ == "__main__":
