@@ -24,7 +24,7 @@ def cells_of(notebook):
 
 
 def test_toc_lists_the_book_chapters():
-    assert CHAPTERS[0] == "intro" and CHAPTERS[-1] == "summary" and len(CHAPTERS) == 10
+    assert CHAPTERS[0] == "intro" and CHAPTERS[-1] == "summary" and len(CHAPTERS) == 11
     assert len(CHAPTERS) == len(set(CHAPTERS)), "a chapter is listed twice in _toc.yml"
 
 
