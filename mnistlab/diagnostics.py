@@ -279,3 +279,38 @@ def first_steps(model: keras.Model, images: np.ndarray, labels: np.ndarray, num_
         record["weight"].append(float(np.sqrt(np.mean(after ** 2))))
         before = after
     return record
+
+
+def best_epoch(history: dict, key: str, mode: str = "min") -> int | None:
+    """The epoch (from 1) of the lowest (`mode="min"`) or highest (`"max"`) finite value of `history[key]`.
+
+    The first such epoch on ties, as Keras' EarlyStopping keeps the first best; None when no
+    epoch has a finite value (or the key is missing).
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    values = _series(history, key)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return None
+    chosen = np.where(finite, values, np.inf if mode == "min" else -np.inf)
+    return int(np.argmin(chosen) if mode == "min" else np.argmax(chosen)) + 1
+
+
+def compare_seeds(values, reference) -> str:
+    """How one configuration's per-seed values stand against another's, judged by their whole ranges.
+
+    "higher" when every value lies above every reference value, "lower" when every value lies
+    below, "overlapping" otherwise: a difference that the seed-to-seed spread could produce.
+    """
+    values = np.asarray(values, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    if values.size == 0 or reference.size == 0:
+        raise ValueError("need at least one value on each side")
+    if not (np.isfinite(values).all() and np.isfinite(reference).all()):
+        raise ValueError("values must be finite")
+    if values.min() > reference.max():
+        return "higher"
+    if values.max() < reference.min():
+        return "lower"
+    return "overlapping"

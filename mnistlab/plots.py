@@ -6,7 +6,7 @@ import html
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from .data import NUM_CLASSES
 
@@ -306,3 +306,36 @@ class Table:
         head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in self.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def plot_seed_spread(x_values, series: dict, xlabel: str, ylabel: str, xscale: str = "linear", ax=None):
+    """One line per series through the means across seeds, with every seed's value as a dot.
+
+    `series` maps a label to one list of per-seed values for each of `x_values`; `xscale` is
+    any Matplotlib scale ("log", or "symlog" when an x value is 0). Returns the axes.
+    """
+    x_values = list(x_values)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(BOOK_WIDTH / 2, 3.0))
+    for index, (label, per_x) in enumerate(series.items()):
+        per_x = [np.asarray(values, dtype=float) for values in per_x]
+        if len(per_x) != len(x_values) or any(values.size == 0 for values in per_x):
+            raise ValueError(f"series {label!r} needs values for each of the {len(x_values)} x values")
+        colour = f"C{index}"
+        for x, values in zip(x_values, per_x):
+            ax.scatter([x] * values.size, values, s=12, color=colour, alpha=0.5, zorder=2)
+        ax.plot(x_values, [values.mean() for values in per_x], "-o", color=colour, markersize=4, label=label,
+                zorder=3)
+    if xscale == "symlog":
+        positive = [x for x in x_values if x > 0]
+        ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    else:
+        ax.set_xscale(xscale)
+    ax.set_xticks(x_values)
+    ax.set_xticklabels([f"{x:g}" for x in x_values])
+    ax.xaxis.set_minor_locator(NullLocator())  # the x values are the only ticks, also on log scales
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return ax

@@ -227,3 +227,24 @@ def test_predict_with_statistics(tiny, model_name):
     assert not np.allclose(refit, with_train)
     with pytest.raises(ValueError, match="standardise"):
         dg.predict_with_statistics(keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten()]), tiny.x_test)
+
+
+def test_best_epoch_counts_from_one_keeps_the_first_tie_and_skips_missing_values():
+    history = {"val_cross_entropy": [0.9, 0.5, None, 0.5, 0.7], "val_accuracy": [0.1, 0.8, 0.8, 0.2, None]}
+    assert dg.best_epoch(history, "val_cross_entropy") == 2
+    assert dg.best_epoch(history, "val_accuracy", mode="max") == 2
+    assert dg.best_epoch({"val_loss": [None, None]}, "val_loss") is None
+    assert dg.best_epoch({}, "val_loss") is None
+    with pytest.raises(ValueError, match="mode"):
+        dg.best_epoch(history, "val_accuracy", mode="highest")
+
+
+def test_compare_seeds_judges_whole_ranges():
+    assert dg.compare_seeds([0.85, 0.86], [0.80, 0.84]) == "higher"
+    assert dg.compare_seeds([0.70, 0.75], [0.80, 0.84]) == "lower"
+    assert dg.compare_seeds([0.81, 0.90], [0.80, 0.84]) == "overlapping"
+    assert dg.compare_seeds([0.84], [0.84]) == "overlapping"  # equal is not higher
+    with pytest.raises(ValueError):
+        dg.compare_seeds([], [0.8])
+    with pytest.raises(ValueError):
+        dg.compare_seeds([float("nan")], [0.8])

@@ -168,3 +168,17 @@ def test_table_markdown_and_records():
     assert table.to_markdown().splitlines() == ["| depth | a\\|b |", "|---|---|", "| 1 | 0.500 |", "| 2 | – |"]
     assert repr(plots.Table.from_records([{"x": 1.23456}], precision=2)).splitlines() == ["   x", "1.23"]
     assert plots.Table.from_records([]).columns == []
+
+
+def test_seed_spread_draws_a_mean_line_and_a_dot_per_seed():
+    series = {"1 layer": [[0.80, 0.82], [0.85, 0.87], [0.90, 0.92]], "3 layers": [[0.7, 0.8], [0.8, 0.8], [0.85, 0.9]]}
+    ax = plots.plot_seed_spread([100, 200, 400], series, "images per digit", "accuracy", xscale="log")
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    assert np.allclose(lines[0].get_ydata(), [0.81, 0.86, 0.91])
+    assert sum(len(collection.get_offsets()) for collection in ax.collections) == 12  # 2 series x 3 x 2 seeds
+    assert ax.get_xscale() == "log"
+    symlog = plots.plot_seed_spread([0.0, 0.1, 5.0], {"a": [[1.0], [2.0], [3.0]]}, "λ", "y", xscale="symlog")
+    assert symlog.get_xscale() == "symlog"
+    with pytest.raises(ValueError, match="needs values"):
+        plots.plot_seed_spread([1, 2], {"a": [[1.0]]}, "x", "y")
