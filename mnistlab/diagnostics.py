@@ -215,6 +215,34 @@ def summarise_run(result) -> dict:
             else (None if isinstance(value, (float, np.floating)) else value) for key, value in values.items()}
 
 
+def layer_statistics(model: keras.Model, images: np.ndarray) -> dict:
+    """How large each Dense layer's kernel is and how much its outputs still differ between `images`.
+
+    Returns {layer name: {"weight_rms": root mean square of the kernel entries,
+    "activation_spread": the standard deviation over `images` of each unit's output (after
+    the activation), averaged over the units}}, input side first, in inference mode. A
+    spread of zero means the layer gives every image the same output, so every later layer
+    does too: the network predicts one class for everything.
+    """
+    images = np.asarray(images)
+    if images.ndim < 2 or len(images) < 2:
+        raise ValueError(f"need at least two images to measure a spread, got shape {images.shape}")
+    statistics = {}
+    hidden = tf.convert_to_tensor(images.astype(np.float32))
+    for layer in model.layers:
+        hidden = layer(hidden, training=False)
+        kernel = getattr(layer, "kernel", None)
+        if isinstance(layer, keras.layers.Dense) and kernel is not None:
+            outputs = np.asarray(hidden, dtype=np.float64)
+            statistics[layer.name] = {
+                "weight_rms": float(np.sqrt(np.mean(np.square(kernel.numpy().astype(np.float64))))),
+                "activation_spread": float(outputs.std(axis=0).mean()),
+            }
+    if not statistics:
+        raise ValueError("the model has no Dense layer")
+    return statistics
+
+
 def loss_parts(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> dict:
     """The two terms of the training loss at the current weights: mean cross-entropy and L2 penalty."""
     probabilities = model(np.asarray(images), training=False)

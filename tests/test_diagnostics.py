@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import mnistlab as ml
 from mnistlab import diagnostics as dg
+from numpy_reference import ACTIVATIONS, softmax
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +230,7 @@ def test_predict_with_statistics(tiny, model_name):
         dg.predict_with_statistics(keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten()]), tiny.x_test)
 
 
+<<<<<<< HEAD
 def test_best_epoch_counts_from_one_keeps_the_first_tie_and_skips_missing_values():
     history = {"val_cross_entropy": [0.9, 0.5, None, 0.5, 0.7], "val_accuracy": [0.1, 0.8, 0.8, 0.2, None]}
     assert dg.best_epoch(history, "val_cross_entropy") == 2
@@ -248,3 +250,27 @@ def test_compare_seeds_judges_whole_ranges():
         dg.compare_seeds([], [0.8])
     with pytest.raises(ValueError):
         dg.compare_seeds([float("nan")], [0.8])
+=======
+def test_layer_statistics_match_a_numpy_forward_pass(tiny):
+    model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=4, seed=3)
+    statistics = dg.layer_statistics(model, tiny.x_val)
+    assert list(statistics) == ["hidden_1", "hidden_2", "output"]
+    activations = dg.standardise(tiny.x_val, tiny.x_train)
+    for name in ("hidden_1", "hidden_2", "output"):
+        layer = model.get_layer(name)
+        kernel, bias = layer.kernel.numpy().astype(np.float64), layer.bias.numpy().astype(np.float64)
+        z = activations @ kernel + bias
+        activations = softmax(z) if name == "output" else ACTIVATIONS["sigmoid"](z)
+        assert statistics[name]["weight_rms"] == pytest.approx(np.sqrt(np.mean(kernel ** 2)), rel=1e-6)
+        assert statistics[name]["activation_spread"] == pytest.approx(activations.std(axis=0).mean(), rel=1e-4, abs=1e-7)
+
+
+def test_layer_statistics_see_a_constant_layer_and_refuse_bad_input(tiny):
+    model = ml.build_mlp(tiny.x_train, hidden_layers=1, units=4, seed=0)
+    model.get_layer("hidden_1").kernel.assign(np.zeros((784, 4), dtype="float32"))
+    statistics = dg.layer_statistics(model, tiny.x_val)
+    assert statistics["hidden_1"]["weight_rms"] == 0.0
+    assert statistics["hidden_1"]["activation_spread"] == 0.0 and statistics["output"]["activation_spread"] == 0.0
+    with pytest.raises(ValueError, match="two images"):
+        dg.layer_statistics(model, tiny.x_val[:1])
+>>>>>>> p-cnn

@@ -17,7 +17,7 @@ CHAPTERS = execute_book.toc_chapters()
 NO_EXERCISES = {"intro", "summary"}
 # Chapters still to be rewritten (issue #12) that hold fewer than two exercises for now. Remove a
 # chapter from this set when its exercise section is written; the test below says when.
-AWAITING_EXERCISES = {"cnn"}
+AWAITING_EXERCISES = set()
 TITLE = re.compile(r"^(?P<stars>★{1,3}) (?P<text>[^★\s].*)$")
 REFERENCE = re.compile(r"\{ref\}`(?:[^`<]*<)?(?P<label>[^`<>]+)>?`")
 SECTION_LABEL = re.compile(r"^\((?P<label>[^()\s]+)\)=\n#{1,6} ", re.MULTILINE)
