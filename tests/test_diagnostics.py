@@ -230,7 +230,6 @@ def test_predict_with_statistics(tiny, model_name):
         dg.predict_with_statistics(keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten()]), tiny.x_test)
 
 
-<<<<<<< HEAD
 def test_best_epoch_counts_from_one_keeps_the_first_tie_and_skips_missing_values():
     history = {"val_cross_entropy": [0.9, 0.5, None, 0.5, 0.7], "val_accuracy": [0.1, 0.8, 0.8, 0.2, None]}
     assert dg.best_epoch(history, "val_cross_entropy") == 2
@@ -250,7 +249,8 @@ def test_compare_seeds_judges_whole_ranges():
         dg.compare_seeds([], [0.8])
     with pytest.raises(ValueError):
         dg.compare_seeds([float("nan")], [0.8])
-=======
+
+
 def test_layer_statistics_match_a_numpy_forward_pass(tiny):
     model = ml.build_mlp(tiny.x_train, hidden_layers=2, units=4, seed=3)
     statistics = dg.layer_statistics(model, tiny.x_val)
@@ -273,4 +273,3 @@ def test_layer_statistics_see_a_constant_layer_and_refuse_bad_input(tiny):
     assert statistics["hidden_1"]["activation_spread"] == 0.0 and statistics["output"]["activation_spread"] == 0.0
     with pytest.raises(ValueError, match="two images"):
         dg.layer_statistics(model, tiny.x_val[:1])
->>>>>>> p-cnn
