@@ -2,7 +2,7 @@
 
 Usage: python tools/execute_book.py [--jobs N] [CHAPTER ...]   (slugs such as `likelihood`, or
 book/<slug>.md/.ipynb; default: every chapter of _toc.yml). Chapters run N at a time (default 2), each
-in a process of its own, in _toc.yml order; a chapter that quotes another's stored outputs
+in a process of its own, the long ones first (LONGEST_FIRST), then in _toc.yml order; a chapter that quotes another's stored outputs
 (`other.ipynb::` in its text, as the summary does) starts when that one has finished. Prints each
 chapter's execution time as it finishes and the wall time of the whole; exits 1 with one line per
 failure (chapters already running finish, none starts after a failure).
@@ -11,6 +11,8 @@ failure (chapters already running finish, none starts after a failure).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -23,8 +25,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 KERNEL = "python3"
-# Chapters at a time: MEASURE-ME (benchmarks/README.md).
+# Chapters at a time: the CI machines have 2 cores, and each chapter's TensorFlow runs on one thread.
 JOBS = 2
+# Started first, longest first, so that the short chapters fill the gaps at the end instead of a
+# long one starting last (chapter times measured 2026-11-29 on 2 cores, two at a time:
+# what_went_wrong 60 s, validation 48 s, cnn 41 s, depth_l2 38 s, learning_speed 20 s, others 5-12 s;
+# 184 s of wall time in _toc.yml order). what_went_wrong quotes depth_l2, so depth_l2 goes first.
+LONGEST_FIRST = ("depth_l2", "validation", "what_went_wrong", "cnn", "learning_speed")
 
 
 def toc_docnames(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -55,10 +62,20 @@ def slug_of(argument: str) -> str:
 
 
 def jupytext(*arguments: str) -> None:
-    completed = subprocess.run([sys.executable, "-m", "jupytext", "--quiet", *arguments], cwd=ROOT,
-                               capture_output=True, text=True)
-    if completed.returncode != 0:
-        message = (completed.stderr.strip() or completed.stdout.strip() or "jupytext failed").splitlines()[-1]
+    # jupytext's command line in this process: a subprocess per call cost 1.7 s of start-up, two or three
+    # times per chapter.
+    from jupytext.cli import jupytext as jupytext_main
+
+    messages = io.StringIO()
+    try:
+        with contextlib.chdir(ROOT), contextlib.redirect_stdout(messages), contextlib.redirect_stderr(messages):
+            code = jupytext_main(["--quiet", *arguments])
+    except SystemExit as error:  # argparse and jupytext's own checks exit
+        code = error.code
+    except Exception as error:
+        raise RuntimeError(f"jupytext {' '.join(arguments)}: {error}") from error
+    if code:
+        message = (messages.getvalue().strip() or "jupytext failed").splitlines()[-1]
         raise RuntimeError(f"jupytext {' '.join(arguments)}: {message}")
 
 
@@ -200,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.one:
         return run_one(slugs[0])
     slugs = list(dict.fromkeys(slugs))  # once each, in the order given
+    slugs.sort(key=lambda slug: LONGEST_FIRST.index(slug) if slug in LONGEST_FIRST else len(LONGEST_FIRST))
     return run_all(slugs, arguments.jobs)
 
 
