@@ -1,4 +1,4 @@
-"""Small fixes to the book's HTML pages: .md download, no script twice, a valid colour mode, output tables, solution titles."""
+"""Small fixes to the book's HTML pages: .md download, no script twice, a valid colour mode, output tables, solution titles, glued text."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ STYLE = """\
    would jump instead of unfolding, and sphinx-togglebutton would throw "button is not defined".
    Let the click reach the title, which unfolds, and show the text as part of the title. */
 div.solution > p.admonition-title a { pointer-events: none; color: inherit; text-decoration: none; }
+/* Glued numbers and words are part of their sentence: myst-nb sets them in bold, which made glued
+   comparison phrases and whole glued sentences read as emphasis. */
+span.pasted-text { font-weight: inherit; }
 """
 
 

@@ -103,6 +103,9 @@ COLLECT = """
     rawMarkdownTables: [...article.querySelectorAll("p")]
       .filter((element) => !element.closest("pre, code") && /\\|\\s*:?[-\u2013\u2014]+:?\\s*\\|/.test(element.innerText))
       .map((element) => element.innerText.slice(0, 100)),
+    boldGlue: [...article.querySelectorAll("span.pasted-text")]
+      .filter((element) => getComputedStyle(element).fontWeight !== getComputedStyle(element.parentElement).fontWeight)
+      .map((element) => element.innerText.slice(0, 60)),
     pageOverflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
     sideways: sideways,
   };

@@ -70,6 +70,12 @@ def test_page_does_not_scroll_sideways(visits, docname):
     )
 
 
+def test_glued_text_reads_as_part_of_its_sentence(visits, docname):
+    # myst-nb sets glued text in bold; glued comparison words and sentences then read as emphasis.
+    page = visits[docname]
+    assert page.data["boldGlue"] == [], f"glued text in another weight than its sentence on {page.url}: {page.data['boldGlue'][:5]}"
+
+
 def test_screenshot_written(visits, docname):
     screenshot = SCREENSHOT_DIR / f"{slug(docname)}.png"
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000, screenshot
