@@ -277,7 +277,8 @@ def _study(args) -> int:
         print(f"{c.hidden_layers:>13}  {c.l2_lambda:>6g}  {number('train_accuracy'):>9.4f}  "
               f"{number('val_accuracy'):>7.4f}  {number('test_accuracy'):>8.4f}  {result.seconds:>7.1f}  "
               f"{result.diverged}", file=report)
-    # Configurations train two at a time, so their seconds overlap: the wall time is the cost.
+    # Configurations train one after another (`study` is one `train` each): the wall time is
+    # their seconds plus what lies outside each build-and-fit.
     print(f"wall time {wall:.1f} s (sum of per-configuration seconds {sum(r.seconds for r in results):.1f} s)",
           file=report, flush=True)
     if args.json and not _write_json(args.json, [_payload(result) for result in results]):
@@ -302,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        description="Train one configuration with the course's defaults.")
     _add_config_options(train_parser)
     train_parser.add_argument("--json", metavar="PATH",
-                              help="write config, history, final metrics, seconds, diverged (a file, - for "
-                                   "stdout, or a device or FIFO)")
+                              help="write the run as JSON, keys config, initial (epoch-0 values), history, final, "
+                                   "seconds, diverged (a file, - for stdout, or a device or FIFO)")
     train_parser.add_argument("--save", metavar="PATH.keras", help="save the trained model (takes raw 0..255 pixels)")
     train_parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     study_parser = commands.add_parser("study",
