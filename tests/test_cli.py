@@ -146,6 +146,16 @@ def test_train_help_names_every_json_key(capsys):
     assert [key for key in json_keys() if key not in described] == []
 
 
+def test_readme_lists_exactly_the_json_keys():
+    import pathlib
+    import re
+
+    readme = " ".join((pathlib.Path(__file__).parents[1] / "README.md").read_text().split())
+    listed = re.search(r"writes `\{([^}]*)\}` with `--json`", readme)
+    assert listed, "README no longer lists the keys --json writes"
+    assert re.findall(r'"(\w+)"', listed.group(1)) == json_keys()
+
+
 # ---------------------------------------------------------------- outputs: links, FIFOs, devices, full disks
 
 def run_cli(*arguments, **options):
