@@ -35,6 +35,16 @@ def machine() -> dict:
             "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS")}
 
 
+def _plain_model(config, data):
+    """`config`'s model compiled as a student would: Keras' default compile, accuracy as the one metric."""
+    import mnistlab as ml
+
+    model = ml.build_model(config, data)
+    model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def original_protocol(config, data) -> dict:
     """The original notebook's cost, ported to Keras 3: each configuration trained three times.
 
@@ -50,23 +60,16 @@ def original_protocol(config, data) -> dict:
     y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_test)
     fit = dict(batch_size=config.batch_size, verbose=0)
     start = time.perf_counter()
-
-    def fresh():
-        model = ml.build_model(config, data)
-        model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        return model
-
     ml.set_seed(config.seed)
-    model = fresh()
+    model = _plain_model(config, data)
     history = model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=config.epochs, **fit).history
-    model = fresh()
+    model = _plain_model(config, data)
     errors = []
     for _ in range(config.epochs):
         model.fit(x_train, y_train, epochs=1, **fit)
         errors.append([np.mean(np.argmax(model.predict(x, verbose=0), axis=1) != labels)
                        for x, labels in ((x_train, data.y_train), (x_test, data.y_test))])
-    model = fresh()
+    model = _plain_model(config, data)
     parameters = model.count_params()
     changes = []
     for _ in range(config.epochs):
@@ -87,9 +90,7 @@ def naive_fit(config, data) -> dict:
 
     start = time.perf_counter()
     ml.set_seed(config.seed)
-    model = ml.build_model(config, data)
-    model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model = _plain_model(config, data)
     history = model.fit(experiment.shuffled_batches(data.x_train, data.y_train, config.batch_size, config.seed),
                         epochs=config.epochs,
                         steps_per_epoch=experiment.steps_per_epoch(len(data.y_train), config.batch_size),
