@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import platform
@@ -10,6 +9,8 @@ import sys
 import time
 
 import numpy as np
+
+from .cli import Parser, UsageError, check_writable, report_stream, write_json
 
 PATHS = ("original", "naive", "mnistlab")
 
@@ -34,6 +35,16 @@ def machine() -> dict:
             "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS")}
 
 
+def _plain_model(config, data):
+    """`config`'s model compiled as a student would: Keras' default compile, accuracy as the one metric."""
+    import mnistlab as ml
+
+    model = ml.build_model(config, data)
+    model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 def original_protocol(config, data) -> dict:
     """The original notebook's cost, ported to Keras 3: each configuration trained three times.
 
@@ -49,23 +60,16 @@ def original_protocol(config, data) -> dict:
     y_train, y_test = ml.one_hot(data.y_train), ml.one_hot(data.y_test)
     fit = dict(batch_size=config.batch_size, verbose=0)
     start = time.perf_counter()
-
-    def fresh():
-        model = ml.build_model(config, data)
-        model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
-        return model
-
     ml.set_seed(config.seed)
-    model = fresh()
+    model = _plain_model(config, data)
     history = model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=config.epochs, **fit).history
-    model = fresh()
+    model = _plain_model(config, data)
     errors = []
     for _ in range(config.epochs):
         model.fit(x_train, y_train, epochs=1, **fit)
         errors.append([np.mean(np.argmax(model.predict(x, verbose=0), axis=1) != labels)
                        for x, labels in ((x_train, data.y_train), (x_test, data.y_test))])
-    model = fresh()
+    model = _plain_model(config, data)
     parameters = model.count_params()
     changes = []
     for _ in range(config.epochs):
@@ -86,9 +90,7 @@ def naive_fit(config, data) -> dict:
 
     start = time.perf_counter()
     ml.set_seed(config.seed)
-    model = ml.build_model(config, data)
-    model.compile(optimizer=ml.make_optimizer(config.optimizer, config.learning_rate),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model = _plain_model(config, data)
     history = model.fit(experiment.shuffled_batches(data.x_train, data.y_train, config.batch_size, config.seed),
                         epochs=config.epochs,
                         steps_per_epoch=experiment.steps_per_epoch(len(data.y_train), config.batch_size),
@@ -99,12 +101,16 @@ def naive_fit(config, data) -> dict:
             "running_accuracy": history["accuracy"][-1]}
 
 
+def _timed(result) -> dict:
+    """What the table compares of one `ml.train` result."""
+    return {"seconds": result.seconds, "val_accuracy": result.history["val_accuracy"][-1],
+            "running_accuracy": result.history["accuracy"][-1], "test_accuracy": result.final["test_accuracy"]}
+
+
 def mnistlab_train(config, data) -> dict:
     import mnistlab as ml
 
-    result = ml.train(config, data)
-    return {"seconds": result.seconds, "val_accuracy": result.history["val_accuracy"][-1],
-            "running_accuracy": result.history["accuracy"][-1], "test_accuracy": result.final["test_accuracy"]}
+    return _timed(ml.train(config, data))
 
 
 def _label(config) -> str:
@@ -143,10 +149,8 @@ def run(per_class: int, epochs: int, repeats: int, skip_original: bool, skip_cnn
         if not skip_original:
             say(f"repeat {repeat + 1}: original study {record['study']['original']:.1f} s (load {load_average()})")
         for config, result, plain, old in zip(configs, results, naive, original):
-            ours = {"seconds": result.seconds, "val_accuracy": result.history["val_accuracy"][-1],
-                    "running_accuracy": result.history["accuracy"][-1], "test_accuracy": result.final["test_accuracy"]}
-            record["configurations"].append({"configuration": _label(config), "mnistlab": ours, "naive": plain,
-                                             "original": old})
+            record["configurations"].append({"configuration": _label(config), "mnistlab": _timed(result),
+                                             "naive": plain, "original": old})
         if not skip_cnn:
             plain, ours = naive_fit(cnn, data), mnistlab_train(cnn, data)
             record["configurations"].append({"configuration": _label(cnn), "mnistlab": ours, "naive": plain,
@@ -202,21 +206,20 @@ def table(report: dict) -> str:
                   "validation accuracy (b) / (c)"], rows).to_markdown()
 
 
-def _check_output(path: str) -> str | None:
-    """Why `path` cannot take the JSON report, or None: checked before any work starts."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        return f"cannot write {path!r}: it is a directory"
-    if not os.path.isdir(folder):
-        return f"cannot write {path!r}: folder {folder!r} does not exist"
-    if not os.access(folder, os.W_OK):
-        return f"cannot write {path!r}: folder {folder!r} is not writable"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m mnistlab bench`; 0 if ml.train agrees with the naive fit, 1 if not, 2 on bad input."""
-    parser = argparse.ArgumentParser(
+    """Entry point of `python -m mnistlab bench`: 0 if ml.train agrees with the naive fit, 1 if not or if the
+    JSON report could not be written (it is then printed on stdout), 2 on bad input (one line, nothing run)."""
+    try:
+        return _bench(argv)
+    except UsageError as error:  # the same one line as `python -m mnistlab train` gives
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _bench(argv: list[str] | None) -> int:
+    import mnistlab as ml
+
+    parser = Parser(
         prog="python -m mnistlab bench",
         description="Time the six-configuration MLP study and the CNN three ways in one run, alternating: "
                     "(a) a Keras 3 port of the original notebook's protocol (each configuration trained three "
@@ -233,49 +236,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-cnn", action="store_true", help="skip the CNN comparison")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="largest allowed accuracy gap between ml.train and the naive fit (default 0.01)")
-    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the report as JSON (a file, - for stdout with the table and progress on "
+                             "stderr, or a device or FIFO)")
     args = parser.parse_args(argv)
-    problem = _check_output(args.json) if args.json else None
-    if problem is None and args.repeats < 1:
-        problem = f"--repeats must be >= 1, got {args.repeats}"
-    if problem is not None:
-        print(f"bench: {problem}", file=sys.stderr)
-        return 2
-    import mnistlab as ml  # after argparse, so --help answers without loading TensorFlow
-
+    # Every check before the first fit: a bad path or value costs nothing, and nothing is half-written.
+    check_writable(args.json)
+    if args.repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
     try:
         ml.Config(per_class=args.per_class, epochs=args.epochs, seed=args.seed)
     except ValueError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        return 2
-    print(f"bench: load average {load_average()} at the start", flush=True)
+        raise UsageError(str(error)) from None
+    out = report_stream(args)
+
+    def say(text):
+        print(f"bench: {text}", file=out, flush=True)
+
+    say(f"load average {load_average()} at the start")
     report = run(args.per_class, args.epochs, args.repeats, args.skip_original, args.skip_cnn, args.tolerance,
-                 args.seed, progress=lambda text: print(f"bench: {text}", flush=True))
+                 args.seed, progress=say)
     info = report["machine"]
-    print(table(report))
+    print(table(report), file=out)
     loads = ", ".join(f"{run['load_at_start']}-{run['load_at_end']}" for run in report["runs"])
     print(f"\nBest of {args.repeats} alternating run(s); load average per run (start-end): {loads}. "
           f"{info['cores']} cores, {info['cpu']}; Python {info['python']}, TensorFlow {info['tensorflow']}, "
           f"Keras {info['keras']}, TF_NUM_INTRAOP_THREADS={info['TF_NUM_INTRAOP_THREADS']}; "
-          f"{args.per_class * 10} images per split, {args.epochs} epochs.")
+          f"{args.per_class * 10} images per split, {args.epochs} epochs.", file=out)
     for row in report["rows"]:
         spread = ", ".join(f"{path} {min(row[f'{path}_seconds_all']):.1f}-{max(row[f'{path}_seconds_all']):.1f} s"
                            for path in PATHS if row[f"{path}_seconds_all"])
         if row["configuration"].startswith("CNN"):
-            print(f"CNN, range over the runs: {spread}")
-    if args.json:
-        from mnistlab.experiment import write_json_atomic
-
-        try:
-            write_json_atomic(args.json, report)
-        except OSError as error:
-            print(f"bench: could not write {args.json} ({error}); the table above has the results", file=sys.stderr)
-            return 1
+            print(f"CNN, range over the runs: {spread}", file=out)
+    # Atomic as the CLI's outputs; a write that fails prints the JSON on stdout instead and says so.
+    written = write_json(args.json, report) if args.json else True
     if not report["agrees"]:
         print(f"bench: ml.train and the naive fit disagree by more than {args.tolerance} in accuracy",
               file=sys.stderr)
         return 1
-    return 0
+    return 0 if written else 1
 
 
 if __name__ == "__main__":

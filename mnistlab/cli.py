@@ -23,7 +23,7 @@ class UsageError(Exception):
     """Bad input from the command line: reported in one line, exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     # argparse prints the whole usage before an error; one actionable line is friendlier.
     def error(self, message):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -83,7 +83,7 @@ def _config_from(args: argparse.Namespace, **overrides) -> Config:
         raise UsageError(str(error)) from None
 
 
-def _check_writable(path: str | None, suffix: str | None = None) -> None:
+def check_writable(path: str | None, suffix: str | None = None) -> None:
     """Fail before training, not after, when an output path cannot be written."""
     if path is None or path == "-" and suffix is None:  # "-": JSON to stdout
         return
@@ -168,7 +168,7 @@ def _payload(result) -> dict:
     return payload
 
 
-def _write_json(path: str, payload) -> bool:
+def write_json(path: str, payload) -> bool:
     """Write `payload` to `path`; on failure print it to stdout instead and say so. True if written."""
     text = json.dumps(payload, indent=1)
     if path == "-":
@@ -203,7 +203,7 @@ def _save_model(model, path: str) -> bool:
     return False
 
 
-def _report_stream(args):
+def report_stream(args):
     # With --json - the JSON alone goes to stdout, so that it can be piped; the report goes to stderr.
     return sys.stderr if args.json == "-" else sys.stdout
 
@@ -235,19 +235,19 @@ def _train(args) -> int:
 
     config = _config_from(args)
     _check_size(config)
-    _check_writable(args.json)
-    _check_writable(args.save, ".keras")
+    check_writable(args.json)
+    check_writable(args.save, ".keras")
     if args.json and args.save and args.json != "-" and _same_file(args.json, args.save):
         raise UsageError(f"--json and --save name the same file {args.save!r}; give two paths")
     data = _load_data(config)
-    report = _report_stream(args)
+    report = report_stream(args)
     result = _run(train, config, data, verbose=0, callbacks=None if args.quiet else [_progress_callback(report)])
     described = f"hidden_layers={config.hidden_layers} " if config.model == "mlp" else ""
     print(f"{config.model} {described}lambda={config.l2_lambda}: {_accuracies(result.final)}, "
           f"{result.seconds:.1f} s{', DIVERGED' if result.diverged else ''}", file=report, flush=True)
     written = True
     if args.json:
-        written &= _write_json(args.json, _payload(result))
+        written &= write_json(args.json, _payload(result))
     if args.save:
         written &= _save_model(result.model, args.save)
     return 0 if written else 1
@@ -259,13 +259,13 @@ def _study(args) -> int:
     base = _config_from(args, model="mlp")
     for hidden_layers, l2_lambda in STUDY_GRID:  # validate every variant before the first fit
         _check_size(_config_from(args, model="mlp", hidden_layers=hidden_layers, l2_lambda=l2_lambda))
-    _check_writable(args.json)
+    check_writable(args.json)
     data = _load_data(base)
     start = time.perf_counter()
     results = _run(study, base, data)
     wall = time.perf_counter() - start
     nan = float("nan")
-    report = _report_stream(args)
+    report = report_stream(args)
     print(f"{'hidden layers':>13}  {'lambda':>6}  {'train acc':>9}  {'val acc':>7}  {'test acc':>8}  "
           f"{'seconds':>7}  diverged", file=report)
     for result in results:
@@ -277,10 +277,11 @@ def _study(args) -> int:
         print(f"{c.hidden_layers:>13}  {c.l2_lambda:>6g}  {number('train_accuracy'):>9.4f}  "
               f"{number('val_accuracy'):>7.4f}  {number('test_accuracy'):>8.4f}  {result.seconds:>7.1f}  "
               f"{result.diverged}", file=report)
-    # Configurations train two at a time, so their seconds overlap: the wall time is the cost.
+    # Configurations train one after another (`study` is one `train` each): the wall time is
+    # their seconds plus what lies outside each build-and-fit.
     print(f"wall time {wall:.1f} s (sum of per-configuration seconds {sum(r.seconds for r in results):.1f} s)",
           file=report, flush=True)
-    if args.json and not _write_json(args.json, [_payload(result) for result in results]):
+    if args.json and not write_json(args.json, [_payload(result) for result in results]):
         return 1
     return 0
 
@@ -296,14 +297,14 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m mnistlab", description="Train the course's MNIST networks.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="python -m mnistlab", description="Train the course's MNIST networks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     train_parser = commands.add_parser("train", help="train one configuration",
                                        description="Train one configuration with the course's defaults.")
     _add_config_options(train_parser)
     train_parser.add_argument("--json", metavar="PATH",
-                              help="write config, history, final metrics, seconds, diverged (a file, - for "
-                                   "stdout, or a device or FIFO)")
+                              help="write the run as JSON, keys config, initial (epoch-0 values), history, final, "
+                                   "seconds, diverged (a file, - for stdout, or a device or FIFO)")
     train_parser.add_argument("--save", metavar="PATH.keras", help="save the trained model (takes raw 0..255 pixels)")
     train_parser.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     study_parser = commands.add_parser("study",

@@ -132,6 +132,30 @@ def test_module_entry_point_help_and_bad_input():
     assert completed.stderr.strip() == "error: epochs must be a whole number >= 0, got -3"
 
 
+def json_keys() -> list[str]:
+    """The keys `--json` writes for a run: those of Result.to_dict()."""
+    return list(ml.Result(ml.Config(), {}, {}, 0.0, False).to_dict())
+
+
+def test_train_help_names_every_json_key(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--help"])
+    assert stopped.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    described = help_text.rsplit("--json PATH", 1)[1].split("--save", 1)[0]  # its entry, not the usage
+    assert [key for key in json_keys() if key not in described] == []
+
+
+def test_readme_lists_exactly_the_json_keys():
+    import pathlib
+    import re
+
+    readme = " ".join((pathlib.Path(__file__).parents[1] / "README.md").read_text().split())
+    listed = re.search(r"writes `\{([^}]*)\}` with `--json`", readme)
+    assert listed, "README no longer lists the keys --json writes"
+    assert re.findall(r'"(\w+)"', listed.group(1)) == json_keys()
+
+
 # ---------------------------------------------------------------- outputs: links, FIFOs, devices, full disks
 
 def run_cli(*arguments, **options):
