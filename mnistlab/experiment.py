@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import random
 import time
@@ -16,7 +15,6 @@ import tensorflow as tf
 from .callbacks import SPLITS, EpochMetrics
 from .config import STUDY_GRID, Config
 from .data import IMAGE_SHAPE, NUM_CLASSES, CourseData, load_course_data, one_hot
-from .files import write_atomic
 from .models import build_cnn, build_mlp, l2_coefficient, make_optimizer
 
 
@@ -326,8 +324,3 @@ def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
         row.update(seconds=result.seconds, status="diverged" if result.diverged else "ok", error="")
         rows.append(row)
     return rows
-
-
-def write_json_atomic(path: str, payload) -> None:
-    """Write JSON to `path` atomically, so a failure leaves no half-written file."""
-    write_atomic(path, json.dumps(payload, indent=1))
