@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import yaml
@@ -18,6 +19,18 @@ CONTENT_VISIBLE = """
 (solution) => [...solution.children].filter((child) => !child.classList.contains("admonition-title"))
   .map((child) => child.checkVisibility({visibilityProperty: true, opacityProperty: true}))
 """
+
+
+def settled_visibility(solution, want_all: bool) -> list[bool]:
+    """The solution's content visibility once it has settled on `want_all` (sphinx-togglebutton animates
+    the change), or as it is after a few seconds, so that a failure shows what the reader saw."""
+    deadline = time.monotonic() + 5
+    while True:
+        shown = solution.evaluate(CONTENT_VISIBLE)
+        settled = bool(shown) and all(shown) if want_all else not any(shown)
+        if settled or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.05)
 
 
 def pages_with(html_dir, docnames, css_class: str) -> list[str]:
@@ -67,11 +80,11 @@ def test_solutions_are_folded_on_load_and_unfold_on_a_click(offline, html_dir, d
         if count > 1:
             solutions.last.locator("button.toggle-button").click()
         for index in sorted({0, count - 1}):
-            shown = solutions.nth(index).evaluate(CONTENT_VISIBLE)
+            shown = settled_visibility(solutions.nth(index), want_all=True)
             assert shown and all(shown), f"{slug(name)}: solution {index + 1} did not unfold on a click: {shown}"
         assert page.url == url, f"{slug(name)}: clicking a solution's title went to {page.url}"
         solutions.first.locator("button.toggle-button").click()
-        assert not any(solutions.first.evaluate(CONTENT_VISIBLE)), f"{slug(name)}: a second click did not fold it"
+        assert not any(settled_visibility(solutions.first, want_all=False)), f"{slug(name)}: a second click did not fold it"
         page.close()
         assert errors == [], f"{slug(name)}: console errors while unfolding: {errors}"
 
