@@ -25,6 +25,9 @@ div.solution > p.admonition-title a { pointer-events: none; color: inherit; text
 /* Glued numbers and words are part of their sentence: myst-nb sets them in bold, which made glued
    comparison phrases and whole glued sentences read as emphasis. */
 span.pasted-text { font-weight: inherit; }
+/* Code cells at a size where the chapters' 79-character lines fit the text column (at the theme's
+   size, lines of 75 characters and more scrolled sideways in a 1280 px window). */
+div.cell_input pre, div.cell_output pre { font-size: 13px; }
 """
 
 
