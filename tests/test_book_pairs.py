@@ -30,6 +30,16 @@ def test_toc_lists_the_book_chapters():
     assert len(CHAPTERS) == len(set(CHAPTERS)), "a chapter is listed twice in _toc.yml"
 
 
+def test_readme_chapter_table_follows_the_toc_and_the_titles():
+    import re
+
+    rows = re.findall(r"^\| `book/(\w+)` \| (.+?) \|$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert [slug for slug, _ in rows] == CHAPTERS, "README's chapter table is not _toc.yml's order"
+    for slug, title in rows:
+        heading = re.search(r"^# (.+)$", (BOOK / f"{slug}.md").read_text(), re.MULTILINE).group(1).strip()
+        assert title == heading, f"README calls {slug} {title!r}; its heading is {heading!r}"
+
+
 @pytest.mark.parametrize("slug", CHAPTERS)
 def test_pair_exists_and_agrees(slug):
     markdown, notebook = BOOK / f"{slug}.md", BOOK / f"{slug}.ipynb"
