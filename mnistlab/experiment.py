@@ -315,8 +315,10 @@ def train_grid(base: Config, grid: dict, seeds, data: CourseData | None = None,
     rows, model, previous = [], None, None
     for changes in combinations:
         config = dataclasses.replace(base, **changes)
-        # Runs that differ in the seed alone (the seeds are the innermost loop) train one model again.
-        reuse = previous is not None and dataclasses.replace(previous, seed=config.seed, epochs=config.epochs) == config
+        # Runs that differ only where train(model=) allows (RETRAINABLE; the seeds are the innermost loop)
+        # train one model again.
+        reuse = previous is not None and dataclasses.replace(
+            previous, **{name: getattr(config, name) for name in RETRAINABLE}) == config
         result = train(config, data, model=model if reuse else None)
         model, previous = result.model, config
         row = dict(changes)
